@@ -1,0 +1,975 @@
+"""The Transmission Control Block: one TCP connection as a sans-I/O state machine.
+
+The TCB never reads a socket, never sleeps and never asks the time. Every input (a user call, an
+arriving segment, a timer) carries `now`, in seconds on the caller's clock, and every method returns
+a `Result`: the segments to send, the events for the user, and the next deadline at which `on_timer`
+must be called. The structure follows RFC 9293 section 3.10 (Event Processing): each user call and
+each step of SEGMENT ARRIVES is a method or a commented block citing its paragraph.
+
+Sequence space bookkeeping (RFC 9293 section 3.3.1, figure 3):
+
+    SND.UNA <= SND.NXT <= snd_max          snd_max is the highest sequence number ever sent; after a
+                                          retransmission timeout SND.NXT is pulled back to SND.UNA
+                                          (go-back-N) and ACKs are judged against snd_max.
+    _sndq holds every octet from _sndq_seq on: unacknowledged ones, then unsent ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
+
+from stack.tcp.config import TcbConfig
+from stack.tcp.congestion import CongestionControl, Reno
+from stack.tcp.isn import IsnSource, Rfc6528Isn
+from stack.tcp.rto import RtoEstimator
+from stack.tcp.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt, seq_max
+from stack.tcp.types import SYNCHRONIZED, Event, EventKind, Result, State, TcpError
+from stack.wire.tcp import NO_OPTIONS, Flags, TcpOptions, TcpSegment
+
+DEFAULT_SEND_MSS = 536  # MUST-15: IPv4 default send MSS when the peer sends no MSS option
+MAX_WINDOW = 0xFFFF  # no window scaling negotiated: the window field is 16 bits (MUST-1: unsigned)
+
+# Timer names, as shown in STATUS.
+RTX = "retransmission"
+TIME_WAIT = "time-wait"
+
+_shared_isn = Rfc6528Isn()
+
+CONGESTION_CONTROLS: dict[str, type[Reno]] = {"reno": Reno}
+
+
+def reset_for(seg: TcpSegment) -> TcpSegment | None:
+    """The RST that answers a segment reaching no connection (RFC 9293 sections 3.5.2 and 3.10.7.1).
+
+    A RST is never answered with a RST.
+    """
+    if seg.flags & Flags.RST:
+        return None
+    if seg.flags & Flags.ACK:
+        # <SEQ=SEG.ACK><CTL=RST>
+        return TcpSegment(seg.dst_port, seg.src_port, seq=seg.ack, flags=Flags.RST)
+    # <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
+    return TcpSegment(
+        seg.dst_port, seg.src_port, seq=0, ack=seq_add(seg.seq, seg.seg_len), flags=Flags.RST | Flags.ACK
+    )
+
+
+@dataclass(frozen=True)
+class TcbStatus:
+    """A snapshot of every variable of RFC 9293 section 3.3.1 and the rest of the TCB (STATUS call)."""
+
+    state: State
+    local_addr: IPv4Address | None
+    local_port: int
+    remote_addr: IPv4Address | None
+    remote_port: int | None
+    passive: bool
+    iss: int
+    snd_una: int
+    snd_nxt: int
+    snd_max: int
+    snd_wnd: int
+    snd_up: int
+    snd_wl1: int
+    snd_wl2: int
+    max_snd_wnd: int
+    irs: int
+    rcv_nxt: int
+    rcv_wnd: int
+    rcv_up: int
+    snd_mss: int
+    rcv_mss: int
+    rto: float
+    srtt: float | None
+    rttvar: float | None
+    cwnd: int
+    ssthresh: int
+    cc: str
+    timers: dict[str, float]  # name -> seconds left
+    send_queued: int  # octets not yet sent
+    send_unacked: int  # octets sent, not yet acknowledged
+    recv_queued: int  # octets received in order, not yet read by the user
+    ooo_queued: int  # octets held out of order
+    retransmissions: int
+    segments_in: int
+    segments_out: int
+    bad_segments: int
+
+
+class Tcb:
+    """One connection. Create it, then call `open` (RFC 9293 section 3.10.1)."""
+
+    def __init__(
+        self,
+        local_addr: IPv4Address | None,
+        local_port: int,
+        remote_addr: IPv4Address | None = None,
+        remote_port: int | None = None,
+        *,
+        config: TcbConfig | None = None,
+        isn: IsnSource | None = None,
+    ) -> None:
+        self.config = config or TcbConfig()
+        self.local_addr = local_addr
+        self.local_port = local_port
+        self.remote_addr = remote_addr
+        self.remote_port = remote_port
+        # What the passive OPEN specified, to go back to on a return to LISTEN (3.10.7.4).
+        self._listen_remote = (remote_addr, remote_port)
+        self._isn = isn or _shared_isn
+        self.state = State.CLOSED
+        self._opened = False
+        self.passive = False
+        self.from_listen = False  # MUST-11: SYN-RECEIVED remembers whether it came from LISTEN
+
+        # Send sequence variables (3.3.1)
+        self.iss = 0
+        self.snd_una = 0
+        self.snd_nxt = 0
+        self.snd_max = 0
+        self.snd_wnd = 0
+        self.snd_up = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_snd_wnd = 0  # MAX.SND.WND of RFC 5961 section 5
+        # Receive sequence variables (3.3.1)
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_up = 0
+        self._rcv_adv = 0  # right edge of the window last advertised: RCV.NXT + RCV.WND
+        self._urgent_signalled = False
+
+        self.snd_mss = DEFAULT_SEND_MSS  # SendMSS: the peer's MSS option, or 536 (MUST-15)
+        self._sndq = bytearray()
+        self._sndq_seq = 0
+        self._fin_queued = False  # CLOSE was called: a FIN follows the queued data
+        self._rcvq = bytearray()
+        self._rcv_push = False
+        self._ooo: list[tuple[int, bytes, bool]] = []  # (seq, text, fin) held for later (SHLD-31)
+        self._close_error: TcpError | None = None  # why the connection ended, if not by a clean close
+
+        self.rto = RtoEstimator(
+            initial=self.config.rto_initial, rto_min=self.config.rto_min, rto_max=self.config.rto_max
+        )
+        self.cc: CongestionControl = self._make_cc(self.config.cc)
+        self._timers: dict[str, float] = {}
+        self._rtt_seq: int | None = None  # Karn (MUST-18): the one segment being timed
+        self._rtt_time = 0.0
+        self._syn_retransmitted = False
+        self._retx_count = 0  # consecutive timeouts for the same SND.UNA
+        self._episode_start = 0.0  # when the oldest unacknowledged segment was sent
+        self._r1_told = False
+
+        self._tx: list[TcpSegment] = []
+        self._ev: list[Event] = []
+        self._ack_now = False
+
+        self.retransmissions = 0
+        self.segments_in = 0
+        self.segments_out = 0
+        self.bad_segments = 0
+
+    def _make_cc(self, name: str) -> CongestionControl:
+        try:
+            return CONGESTION_CONTROLS[name](self.eff_snd_mss)
+        except KeyError:
+            raise ValueError(
+                f"unknown congestion control {name!r}; known: {', '.join(CONGESTION_CONTROLS)}"
+            ) from None
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def eff_snd_mss(self) -> int:
+        """Eff.snd.MSS = min(SendMSS+20, MMS_S) - TCPhdrsize - IPoptionsize (MUST-16, section 3.7.1).
+
+        Data segments carry no TCP options yet, so TCPhdrsize is 20.
+        """
+        mms_s = self.config.mtu - 20
+        return max(1, min(self.snd_mss + 20, mms_s) - 20)
+
+    @property
+    def rcv_wnd(self) -> int:
+        """RCV.WND: what is left of the window last advertised, from RCV.NXT."""
+        return max(0, seq_diff(self._rcv_adv, self.rcv_nxt))
+
+    @property
+    def deadline(self) -> float | None:
+        return min(self._timers.values()) if self._timers else None
+
+    @property
+    def send_space(self) -> int:
+        """How many more octets SEND would accept now."""
+        return max(0, self.config.snd_buf - len(self._sndq))
+
+    @property
+    def readable(self) -> int:
+        return len(self._rcvq)
+
+    @property
+    def deleted(self) -> bool:
+        """True once the TCB has been opened and has since returned to CLOSED."""
+        return self._opened and self.state is State.CLOSED
+
+    def _unsent(self) -> int:
+        return len(self._sndq) - max(0, seq_diff(self.snd_nxt, self._sndq_seq))
+
+    def _fin_seq(self) -> int:
+        return seq_add(self._sndq_seq, len(self._sndq))
+
+    def _fin_acked(self) -> bool:
+        return self._fin_queued and seq_gt(self.snd_una, self._fin_seq())
+
+    def _flight(self) -> int:
+        return seq_diff(self.snd_max, self.snd_una)
+
+    def _ooo_bytes(self) -> int:
+        return sum(len(t) for _, t, _ in self._ooo)
+
+    # ------------------------------------------------------------------ results
+
+    def _result(self, error: TcpError | None = None, data: bytes = b"", push: bool = False) -> Result:
+        res = Result(self._tx, self._ev, self.deadline, error, data, push)
+        self._tx = []
+        self._ev = []
+        return res
+
+    def _signal(self, kind: EventKind, message: str = "", count: int = 0) -> None:
+        self._ev.append(Event(kind, message, count))
+
+    def _emit(
+        self, seq: int, flags: Flags, payload: bytes = b"", options: TcpOptions = NO_OPTIONS
+    ) -> TcpSegment:
+        """Queue one segment for the wire. Every segment but a RST carries ACK=RCV.NXT once synchronized."""
+        window = 0
+        ack = 0
+        if not flags & Flags.RST:
+            window = self._window_to_advertise()
+        if flags & Flags.ACK:
+            ack = self.rcv_nxt
+            self._rcv_adv = seq_add(self.rcv_nxt, window)
+            self._ack_now = False
+        seg = TcpSegment(
+            self.local_port,
+            self.remote_port or 0,
+            seq=seq,
+            ack=ack,
+            flags=flags,
+            window=window,
+            options=options,
+            payload=payload,
+        )
+        self._tx.append(seg)
+        self.segments_out += 1
+        return seg
+
+    def _window_to_advertise(self) -> int:
+        """Free receive buffer, never moving the right edge to the left (SHLD-14), at most 65535."""
+        free = self.config.rcv_buf - len(self._rcvq) - self._ooo_bytes()
+        keep = seq_diff(self._rcv_adv, self.rcv_nxt)
+        return max(0, min(MAX_WINDOW, max(free, keep)))
+
+    # ------------------------------------------------------------------ 3.10.1 OPEN
+
+    def open(self, now: float, *, active: bool = True) -> Result:
+        """OPEN (RFC 9293 section 3.10.1): active sends a SYN, passive enters LISTEN."""
+        if self.state is State.CLOSED:
+            if self._opened:
+                return self._result(TcpError.NOT_EXIST)
+            self._opened = True
+            if not active:
+                self.passive = True
+                self.state = State.LISTEN
+                return self._result()
+            if self.remote_addr is None or not self.remote_port:
+                self._opened = False
+                return self._result(TcpError.REMOTE_UNSPECIFIED)
+            self._send_syn(now)
+            return self._result()
+        if self.state is State.LISTEN and active:
+            # LISTEN: an active OPEN with the remote socket specified turns the connection active.
+            if self.remote_addr is None or not self.remote_port:
+                return self._result(TcpError.REMOTE_UNSPECIFIED)
+            self.passive = False
+            self._send_syn(now)
+            return self._result()
+        return self._result(TcpError.ALREADY_EXISTS)
+
+    def _send_syn(self, now: float) -> None:
+        """Select an ISS, send <SEQ=ISS><CTL=SYN>, SND.UNA <- ISS, SND.NXT <- ISS+1, enter SYN-SENT."""
+        self.iss = self._isn(now, self.local_addr, self.local_port, self.remote_addr, self.remote_port or 0)
+        self.snd_una = self.iss
+        self.snd_nxt = self.snd_max = seq_add(self.iss, 1)
+        self._sndq_seq = self.snd_nxt
+        self.state = State.SYN_SENT
+        self._transmit_syn(now, first=True)
+
+    def _syn_options(self) -> TcpOptions:
+        # MUST-14 / SHLD-5 / MAY-3: always send the MSS option on a SYN, valued from MMS_R (MUST-67).
+        return TcpOptions(mss=self.config.mss_to_advertise)
+
+    def _transmit_syn(self, now: float, *, first: bool) -> None:
+        """(Re)send our SYN (SYN-SENT) or SYN,ACK (otherwise) and run the retransmission timer."""
+        flags = Flags.SYN if self.state is State.SYN_SENT else Flags.SYN | Flags.ACK
+        self._emit(self.iss, flags, options=self._syn_options())
+        if not first:
+            self._rtt_seq = None  # Karn: never time a segment whose sequence number went out before
+        else:
+            self._rtt_seq, self._rtt_time = seq_add(self.iss, 1), now
+            self._episode_start = now
+        self._arm_rtx(now)
+
+    # ------------------------------------------------------------------ 3.10.2 SEND
+
+    def send(self, data: bytes, now: float, *, push: bool = False) -> Result:
+        """SEND (RFC 9293 section 3.10.2). Data is queued whole or refused whole."""
+        st = self.state
+        if st is State.CLOSED:
+            return self._result(self._close_error or TcpError.NOT_EXIST)
+        if self._fin_queued or st not in (
+            State.LISTEN,
+            State.SYN_SENT,
+            State.SYN_RECEIVED,
+            State.ESTABLISHED,
+            State.CLOSE_WAIT,
+        ):
+            return self._result(TcpError.CLOSING)
+        if len(self._sndq) + len(data) > self.config.snd_buf:
+            return self._result(TcpError.INSUFFICIENT_RESOURCES)
+        if st is State.LISTEN:
+            if self.remote_addr is None or not self.remote_port:
+                return self._result(TcpError.REMOTE_UNSPECIFIED)
+            self.passive = False
+            self._send_syn(now)
+        self._sndq += data
+        # PUSH (MAY-15): every segment that empties the queue carries PSH (MUST-61), so pushed data is
+        # never held back indefinitely (MUST-60); successive PSH bits collapse into one (SHLD-27).
+        self._output(now)
+        return self._result()
+
+    # ------------------------------------------------------------------ 3.10.3 RECEIVE
+
+    def receive(self, max_bytes: int, now: float) -> Result:
+        """RECEIVE (RFC 9293 section 3.10.3): up to max_bytes of in-order data, possibly none yet."""
+        st = self.state
+        if self._rcvq:
+            n = min(max_bytes, len(self._rcvq))
+            data = bytes(self._rcvq[:n])
+            del self._rcvq[:n]
+            push = self._rcv_push and not self._rcvq
+            if not self._rcvq:
+                self._rcv_push = False
+            self._window_update(now)
+            return self._result(data=data, push=push)
+        if st is State.CLOSED:
+            return self._result(self._close_error or TcpError.NOT_EXIST)
+        if st in (State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+            return self._result(TcpError.CLOSING)
+        return self._result()  # LISTEN, SYN-*, ESTABLISHED, FIN-WAIT-*: nothing yet; the caller waits
+
+    def _window_update(self, now: float) -> None:
+        """After the user reads, tell the peer once the window has opened by enough (3.8.6.2.2)."""
+        if self.state not in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
+            return
+        free = self.config.rcv_buf - len(self._rcvq) - self._ooo_bytes()
+        opened = min(free, MAX_WINDOW) - self.rcv_wnd
+        if opened >= min(self.config.rcv_buf // 2, self.config.mss_to_advertise):
+            self._ack_now = True
+            self._output(now)
+
+    # ------------------------------------------------------------------ 3.10.4 CLOSE
+
+    def close(self, now: float) -> Result:
+        """CLOSE (RFC 9293 section 3.10.4): no more data will be sent; receiving goes on (half-close)."""
+        st = self.state
+        if st is State.CLOSED:
+            return self._result(TcpError.NOT_EXIST)
+        if st in (State.LISTEN, State.SYN_SENT):
+            self._delete("closed by user")
+            return self._result()
+        if self._fin_queued:
+            return self._result(TcpError.CLOSING)
+        if st is State.SYN_RECEIVED:
+            self._fin_queued = True
+            if not self._sndq:
+                self.state = State.FIN_WAIT_1
+                self._output(now)
+            # otherwise the FIN waits for ESTABLISHED and the queued data
+            return self._result()
+        if st is State.ESTABLISHED:
+            self._fin_queued = True
+            self.state = State.FIN_WAIT_1
+            self._output(now)
+            return self._result()
+        if st is State.CLOSE_WAIT:
+            self._fin_queued = True
+            self.state = State.LAST_ACK
+            self._output(now)
+            return self._result()
+        return self._result(TcpError.CLOSING)
+
+    # ------------------------------------------------------------------ 3.10.5 ABORT
+
+    def abort(self, now: float) -> Result:
+        """ABORT (RFC 9293 section 3.10.5)."""
+        st = self.state
+        if st is State.CLOSED:
+            return self._result(TcpError.NOT_EXIST)
+        if st in (
+            State.SYN_RECEIVED,
+            State.ESTABLISHED,
+            State.FIN_WAIT_1,
+            State.FIN_WAIT_2,
+            State.CLOSE_WAIT,
+        ):
+            # <SEQ=SND.NXT><CTL=RST>; SND.NXT here is the highest sequence number sent.
+            self._emit(self.snd_max, Flags.RST)
+        self._rcvq.clear()
+        self._delete("aborted by user")
+        return self._result()
+
+    # ------------------------------------------------------------------ FLUSH (MAY-14)
+
+    def flush(self, now: float) -> Result:
+        """FLUSH: drop queued data that lies right of the send window (not yet sendable).
+
+        Result.count is the number of octets dropped.
+        """
+        if self.state is State.CLOSED:
+            return self._result(TcpError.NOT_EXIST)
+        window_end = seq_add(self.snd_una, self.snd_wnd)
+        keep_to = seq_max(seq_max(self.snd_max, window_end), self._sndq_seq)
+        keep = seq_diff(keep_to, self._sndq_seq)
+        dropped = max(0, len(self._sndq) - keep)
+        if dropped:
+            del self._sndq[keep:]
+        res = self._result()
+        res.count = dropped
+        return res
+
+    # ------------------------------------------------------------------ 3.10.6 STATUS
+
+    def status(self, now: float) -> TcbStatus:
+        return TcbStatus(
+            state=self.state,
+            local_addr=self.local_addr,
+            local_port=self.local_port,
+            remote_addr=self.remote_addr,
+            remote_port=self.remote_port,
+            passive=self.passive,
+            iss=self.iss,
+            snd_una=self.snd_una,
+            snd_nxt=self.snd_nxt,
+            snd_max=self.snd_max,
+            snd_wnd=self.snd_wnd,
+            snd_up=self.snd_up,
+            snd_wl1=self.snd_wl1,
+            snd_wl2=self.snd_wl2,
+            max_snd_wnd=self.max_snd_wnd,
+            irs=self.irs,
+            rcv_nxt=self.rcv_nxt,
+            rcv_wnd=self.rcv_wnd,
+            rcv_up=self.rcv_up,
+            snd_mss=self.eff_snd_mss,
+            rcv_mss=self.config.mss_to_advertise,
+            rto=self.rto.rto,
+            srtt=self.rto.srtt,
+            rttvar=self.rto.rttvar,
+            cwnd=self.cc.cwnd,
+            ssthresh=self.cc.ssthresh,
+            cc=self.config.cc,
+            timers={name: max(0.0, t - now) for name, t in self._timers.items()},
+            send_queued=self._unsent() if self.state in SYNCHRONIZED else len(self._sndq),
+            send_unacked=max(0, self._flight()) if self.state is not State.LISTEN else 0,
+            recv_queued=len(self._rcvq),
+            ooo_queued=self._ooo_bytes(),
+            retransmissions=self.retransmissions,
+            segments_in=self.segments_in,
+            segments_out=self.segments_out,
+            bad_segments=self.bad_segments,
+        )
+
+    # ------------------------------------------------------------------ deletion
+
+    def _delete(self, reason: str) -> None:
+        """Enter CLOSED and delete the TCB (timers stop, send queues flushed)."""
+        self.state = State.CLOSED
+        self._timers.clear()
+        self._sndq.clear()
+        self._ooo.clear()
+        self._signal(EventKind.CLOSED, reason)
+
+    def _reset_by_peer(self, kind: EventKind, error: TcpError) -> None:
+        """"connection reset" / "connection refused": flush all queues, signal, delete (MUST-12)."""
+        self._close_error = error
+        self._rcvq.clear()
+        self._signal(kind, str(error))
+        self._delete(error.value)
+
+    # ------------------------------------------------------------------ 3.10.7 SEGMENT ARRIVES
+
+    def segment_arrives(self, seg: TcpSegment, now: float, remote_addr: IPv4Address | None = None) -> Result:
+        """SEGMENT ARRIVES (RFC 9293 section 3.10.7). `remote_addr` is the source address (for LISTEN)."""
+        self.segments_in += 1
+        if seg.options.malformed:
+            # MUST-7: an illegal option length was survived by the parser; the options read before it
+            # are used and the rest ignored. Counted, so it shows in STATUS.
+            self.bad_segments += 1
+        st = self.state
+        if st is State.CLOSED:
+            rst = reset_for(seg)  # 3.10.7.1
+            if rst is not None:
+                self._tx.append(rst)
+            return self._result()
+        if st is State.LISTEN:
+            self._arrives_listen(seg, now, remote_addr)
+        elif st is State.SYN_SENT:
+            self._arrives_syn_sent(seg, now)
+        else:
+            self._arrives_other(seg, now)
+        self._output(now)
+        return self._result()
+
+    def _reply_rst(self, seg: TcpSegment) -> None:
+        rst = reset_for(seg)
+        if rst is not None:
+            self._tx.append(rst)
+            self.segments_out += 1
+
+    def _synchronize_receive(self, seg: TcpSegment) -> None:
+        """From the peer's SYN: IRS <- SEG.SEQ, RCV.NXT <- SEG.SEQ+1, and its options."""
+        self.irs = seg.seq
+        self.rcv_nxt = self.rcv_up = self._rcv_adv = seq_add(seg.seq, 1)
+        # MSS option on a SYN (MUST-14); 536 when absent (MUST-15).
+        mss = seg.options.mss
+        self.snd_mss = mss if mss else DEFAULT_SEND_MSS
+        self.cc = self._make_cc(self.config.cc)
+
+    # 3.10.7.2 LISTEN
+    def _arrives_listen(self, seg: TcpSegment, now: float, remote_addr: IPv4Address | None) -> None:
+        f = seg.flags
+        # First, check for a RST: ignore it.
+        if f & Flags.RST:
+            return
+        # Second, check for an ACK: any acknowledgment is bad in LISTEN. <SEQ=SEG.ACK><CTL=RST>
+        if f & Flags.ACK:
+            self._reply_rst(seg)
+            return
+        # Third, check for a SYN.
+        if f & Flags.SYN:
+            # Fill in the parts of the remote socket the passive OPEN left unspecified.
+            if remote_addr is not None:
+                self.remote_addr = remote_addr
+            self.remote_port = seg.src_port
+            self._synchronize_receive(seg)
+            self.iss = self._isn(now, self.local_addr, self.local_port, self.remote_addr, seg.src_port)
+            self.snd_una = self.iss
+            self.snd_nxt = self.snd_max = seq_add(self.iss, 1)
+            self._sndq_seq = self.snd_nxt
+            # The SYN's window is the first SND.WND (as Linux does; 3.10.7.4 sets it again on the ACK).
+            self.snd_wnd = self.max_snd_wnd = seg.window
+            self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
+            self.state = State.SYN_RECEIVED
+            self.from_listen = True  # MUST-11
+            # Text on the SYN is not acknowledged, so the peer sends it again once synchronized.
+            self._transmit_syn(now, first=True)
+            return
+        # Fourth, other data or control: drop.
+
+    # 3.10.7.3 SYN-SENT
+    def _arrives_syn_sent(self, seg: TcpSegment, now: float) -> None:
+        f = seg.flags
+        ack_ok = False
+        # First, check the ACK bit.
+        if f & Flags.ACK:
+            if seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max):
+                if not f & Flags.RST:
+                    self._reply_rst(seg)  # <SEQ=SEG.ACK><CTL=RST>
+                return
+            ack_ok = seq_lt(self.snd_una, seg.ack)
+        # Second, check the RST bit.
+        if f & Flags.RST:
+            if ack_ok:
+                self._reset_by_peer(EventKind.REFUSED, TcpError.REFUSED)
+            return
+        # Third, security: no security/compartment option is used, so it always matches.
+        # Fourth, check the SYN bit.
+        if not f & Flags.SYN:
+            return  # Fifth: neither SYN nor RST: drop.
+        self._synchronize_receive(seg)
+        if f & Flags.ACK:
+            self._ack_advances(seg.ack, now)
+        if seq_gt(self.snd_una, self.iss):
+            # Our SYN is acknowledged: ESTABLISHED. SND.WND from this segment (it carries an ACK).
+            self.snd_wnd = seg.window
+            self.max_snd_wnd = max(self.max_snd_wnd, seg.window)
+            self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
+            self._established(now)
+            self._ack_now = True  # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, or piggybacked on queued data
+            # Other text or controls continue at the sixth step of 3.10.7.4, text starting after the SYN.
+            if seg.payload or f & (Flags.FIN | Flags.URG):
+                self._process_text_and_fin(seg, seq_add(seg.seq, 1), seg.payload, now)
+            return
+        # Simultaneous open (MUST-10): SYN-RECEIVED, send <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.
+        self.state = State.SYN_RECEIVED
+        self.from_listen = False  # MUST-11: this one came from SYN-SENT
+        self.snd_wnd = seg.window
+        self.max_snd_wnd = max(self.max_snd_wnd, seg.window)
+        self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
+        self._transmit_syn(now, first=False)
+
+    def _established(self, now: float) -> None:
+        self.state = State.ESTABLISHED
+        if self._syn_retransmitted and self.rto.srtt is None:
+            # RFC 6298 (5.7): after a lost SYN, RTO is at least 3 s when data transmission begins.
+            self.rto.rto = max(self.rto.rto, 3.0)
+        self._signal(EventKind.ESTABLISHED, "established")
+        if self._fin_queued:
+            # CLOSE was called in SYN-RECEIVED with data queued: the FIN follows that data.
+            self.state = State.FIN_WAIT_1
+
+    # 3.10.7.4 Other states
+    def _acceptable(self, seq: int, seg_len: int) -> bool:
+        """The four cases of Table 6."""
+        wnd = self.rcv_wnd
+        nxt = self.rcv_nxt
+        if seg_len == 0:
+            if wnd == 0:
+                return seq == nxt
+            return seq_in(nxt, seq, seq_add(nxt, wnd))
+        if wnd == 0:
+            return False
+        end = seq_add(nxt, wnd)
+        return seq_in(nxt, seq, end) or seq_in(nxt, seq_add(seq, seg_len - 1), end)
+
+    def _arrives_other(self, seg: TcpSegment, now: float) -> None:
+        f = seg.flags
+        st = self.state
+        # First, check sequence number.
+        if not self._acceptable(seg.seq, seg.seg_len):
+            # RCV.WND of zero: valid ACKs, URGs and RSTs still get special allowance (MUST-66).
+            zero_window_ctl = (
+                self.rcv_wnd == 0 and seg.seq == self.rcv_nxt and not f & (Flags.SYN | Flags.FIN)
+            )
+            if not zero_window_ctl:
+                if f & Flags.RST:
+                    return  # 5961 (1): outside the window: silently drop
+                if st is State.SYN_RECEIVED and f & Flags.SYN and seg.seq == self.irs:
+                    self.retransmissions += 1
+                    self._transmit_syn(now, first=False)  # the peer lost our SYN,ACK
+                    return
+                if st is State.TIME_WAIT and f & Flags.FIN:
+                    self._start_time_wait(now)  # a retransmitted FIN: re-acknowledge, restart 2 MSL
+                self._ack_now = True  # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>
+                return
+            if seg.payload:
+                self._ack_now = True  # a zero-window probe: answer with the current window
+            seg = replace(seg, payload=b"")
+        # Second, check the RST bit (with the RFC 5961 section 3 checks).
+        if f & Flags.RST:
+            if seg.seq != self.rcv_nxt:
+                self._ack_now = True  # (3) challenge ACK, then drop
+                return
+            if st is State.SYN_RECEIVED:
+                if self.from_listen:
+                    self._return_to_listen()
+                else:
+                    self._reset_by_peer(EventKind.REFUSED, TcpError.REFUSED)
+            elif st in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT):
+                self._reset_by_peer(EventKind.RESET, TcpError.RESET)
+            else:  # CLOSING, LAST-ACK, TIME-WAIT
+                self._delete("reset by peer")
+            return
+        # Third, check security: no compartments are used, nothing to check.
+        # Fourth, check the SYN bit.
+        if f & Flags.SYN:
+            if st is State.SYN_RECEIVED and self.from_listen:
+                self._return_to_listen()
+                return
+            self._ack_now = True  # RFC 5961 section 4: challenge ACK, then drop
+            return
+        # Fifth, check the ACK field.
+        if not f & Flags.ACK:
+            return
+        ack = seg.ack
+        # RFC 5961 section 5 (MAY-12): acceptable only if SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT.
+        if seq_gt(ack, self.snd_max) or seq_lt(ack, seq_add(self.snd_una, -self.max_snd_wnd)):
+            self._ack_now = True
+            return
+        if st is State.SYN_RECEIVED:
+            if not seq_lt(self.snd_una, ack):
+                self._reply_rst(seg)  # <SEQ=SEG.ACK><CTL=RST>
+                return
+            self.snd_wnd = seg.window
+            self.max_snd_wnd = max(self.max_snd_wnd, seg.window)
+            self.snd_wl1, self.snd_wl2 = seg.seq, ack
+            self._ack_advances(ack, now)
+            self._established(now)
+            st = self.state
+        elif seq_lt(self.snd_una, ack):
+            self._ack_advances(ack, now)
+        # Window update (SND.WL1/SND.WL2 rule).
+        if seq_le(self.snd_una, ack) and (
+            seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, ack))
+        ):
+            self.snd_wnd = seg.window
+            self.max_snd_wnd = max(self.max_snd_wnd, seg.window)
+            self.snd_wl1, self.snd_wl2 = seg.seq, ack
+        if st is State.FIN_WAIT_1 and self._fin_acked():
+            self.state = st = State.FIN_WAIT_2
+        if st is State.CLOSING:
+            if self._fin_acked():
+                self._start_time_wait(now)
+            return
+        if st is State.LAST_ACK:
+            if self._fin_acked():
+                self._delete("closed")
+            return
+        if st is State.TIME_WAIT:
+            if f & Flags.FIN:
+                self._ack_now = True
+                self._start_time_wait(now)
+            return
+        # Sixth to eighth: URG, segment text, FIN.
+        self._process_text_and_fin(seg, seg.seq, seg.payload, now)
+
+    def _return_to_listen(self) -> None:
+        """SYN-RECEIVED from a passive OPEN goes back to LISTEN; the user need not be told."""
+        self.state = State.LISTEN
+        self.remote_addr, self.remote_port = self._listen_remote
+        self.from_listen = False
+        self._timers.clear()
+        self._sndq_seq = 0
+        self._rtt_seq = None
+        self._ooo.clear()
+
+    def _ack_advances(self, ack: int, now: float) -> None:
+        """SND.UNA < SEG.ACK =< snd_max: remove what is acknowledged, sample the RTT, restart the timer."""
+        flight = self._flight()
+        n = 0
+        if seq_gt(ack, self._sndq_seq):
+            n = min(len(self._sndq), seq_diff(ack, self._sndq_seq))
+            del self._sndq[:n]
+            self._sndq_seq = seq_add(self._sndq_seq, n)
+        self.snd_una = ack
+        if seq_lt(self.snd_nxt, ack):
+            self.snd_nxt = ack
+        if self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
+            self.rto.sample(now - self._rtt_time)  # RFC 6298 (2), Karn-safe: only untouched segments
+            self._rtt_seq = None
+        if n:
+            self.cc.on_ack(n, flight, now)
+        self._retx_count = 0
+        self._r1_told = False
+        # RFC 6298 (5.2) all acknowledged: stop the timer; (5.3) otherwise restart it.
+        if self.snd_una == self.snd_max:
+            self._timers.pop(RTX, None)
+        else:
+            self._episode_start = now
+            self._arm_rtx(now, restart=True)
+
+    def _process_text_and_fin(self, seg: TcpSegment, seq: int, text: bytes, now: float) -> None:
+        """Sixth (URG), seventh (segment text) and eighth (FIN) steps of 3.10.7.4."""
+        st = self.state
+        fin = bool(seg.flags & Flags.FIN)
+        if st not in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
+            # CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer already sent FIN; ignore URG and text.
+            if fin and st is not State.SYN_RECEIVED:
+                self._ack_now = True
+            return
+        # Sixth: URG (MUST-30, MUST-62: the pointer is the offset of the first non-urgent octet).
+        if seg.flags & Flags.URG:
+            up = seq_add(seg.seq, seg.urgent)
+            if seq_gt(up, self.rcv_up):
+                self.rcv_up = up
+            if seq_gt(self.rcv_up, self.rcv_nxt) and not self._urgent_signalled:
+                self._urgent_signalled = True
+                self._signal(EventKind.URGENT, "urgent data pending")
+        # Trim to the window: what lies before RCV.NXT was received already, what lies past the
+        # right edge is dropped (with a FIN that lies there).
+        if seq_lt(seq, self.rcv_nxt):
+            cut = seq_diff(self.rcv_nxt, seq)
+            text = text[cut:]
+            seq = self.rcv_nxt
+        room = seq_diff(seq_add(self.rcv_nxt, self.rcv_wnd), seq)
+        if len(text) > room:
+            text = text[: max(0, room)]
+            fin = False
+        if not text and not fin:
+            return
+        self._ack_now = True  # every segment with text or FIN is acknowledged
+        if seq != self.rcv_nxt:
+            # Out of order: hold it (SHLD-31) and send a duplicate ACK (MAY-13).
+            self._ooo_insert(seq, bytes(text), fin)
+            return
+        delivered = self._accept_in_order(bytes(text), fin, bool(seg.flags & Flags.PSH), now)
+        # Then whatever the out-of-order queue now continues (MUST-59: one ACK for all of them).
+        while self._ooo and self.state in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
+            oseq, otext, ofin = self._ooo[0]
+            end = seq_add(oseq, len(otext))
+            if seq_gt(oseq, self.rcv_nxt):
+                break
+            self._ooo.pop(0)
+            if seq_le(end, self.rcv_nxt) and not ofin:
+                continue
+            skip = seq_diff(self.rcv_nxt, oseq)
+            if skip > len(otext):
+                continue
+            delivered += self._accept_in_order(otext[skip:], ofin, False, now)
+        if delivered:
+            self._signal(EventKind.DATA, f"{delivered} bytes", delivered)
+
+    def _ooo_insert(self, seq: int, text: bytes, fin: bool) -> None:
+        """Keep the out-of-order queue sorted by sequence number; an exact duplicate is kept once."""
+        for i, (s, t, f) in enumerate(self._ooo):
+            if s == seq and len(t) >= len(text) and (f or not fin):
+                return
+            if seq_lt(seq, s):
+                self._ooo.insert(i, (seq, text, fin))
+                return
+        self._ooo.append((seq, text, fin))
+
+    def _accept_in_order(self, text: bytes, fin: bool, push: bool, now: float) -> int:
+        """Take responsibility for in-order text (seventh step) and a FIN behind it (eighth step)."""
+        if text:
+            self._rcvq += text
+            self.rcv_nxt = seq_add(self.rcv_nxt, len(text))
+            if push:
+                self._rcv_push = True
+            if seq_le(self.rcv_up, self.rcv_nxt):
+                self._urgent_signalled = False
+        if fin:
+            self._fin_arrives(now)
+        return len(text)
+
+    def _fin_arrives(self, now: float) -> None:
+        """Eighth, check the FIN bit: advance RCV.NXT over it, acknowledge it, signal "connection closing"."""
+        self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+        self._rcv_push = True  # FIN implies PUSH for undelivered text
+        self._ack_now = True
+        self._ooo.clear()
+        self._signal(EventKind.PEER_CLOSED, "connection closing")
+        st = self.state
+        if st in (State.SYN_RECEIVED, State.ESTABLISHED):
+            self.state = State.CLOSE_WAIT
+        elif st is State.FIN_WAIT_1:
+            if self._fin_acked():
+                self._start_time_wait(now)
+            else:
+                self.state = State.CLOSING
+        elif st is State.FIN_WAIT_2:
+            self._start_time_wait(now)
+
+    def _start_time_wait(self, now: float) -> None:
+        """TIME-WAIT for 2*MSL (MUST-13), other timers off."""
+        self.state = State.TIME_WAIT
+        self._timers.clear()
+        self._timers[TIME_WAIT] = now + 2 * self.config.msl
+
+    # ------------------------------------------------------------------ sending
+
+    def _output(self, now: float) -> None:
+        """Send whatever the windows allow, then a bare ACK if one is owed and nothing carried it."""
+        st = self.state
+        if st in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK):
+            self._send_data(now)
+        if self._ack_now and st in SYNCHRONIZED | {State.SYN_RECEIVED}:
+            # A bare ACK carries the highest sequence number sent, which the peer's window contains.
+            self._emit(self.snd_max, Flags.ACK)
+
+    def _send_data(self, now: float) -> None:
+        mss = self.eff_snd_mss
+        wnd = min(self.snd_wnd, self.cc.cwnd)
+        while True:
+            offset = seq_diff(self.snd_nxt, self._sndq_seq)
+            if offset < 0:
+                return  # our SYN is still unacknowledged
+            remaining = len(self._sndq) - offset
+            if remaining > 0:
+                usable = seq_diff(seq_add(self.snd_una, wnd), self.snd_nxt)
+                if usable <= 0:
+                    return  # window full (or shrunk: nothing new goes out, MUST-34)
+                n = min(mss, usable, remaining)
+                payload = bytes(self._sndq[offset : offset + n])
+                flags = Flags.ACK
+                if n == remaining:
+                    flags |= Flags.PSH
+                    if self._fin_queued and seq_diff(seq_add(self.snd_una, wnd), self.snd_nxt) > n:
+                        flags |= Flags.FIN
+                self._transmit(now, flags, payload)
+                continue
+            if self._fin_queued and self.snd_nxt == self._fin_seq():
+                # The FIN goes out once all data has been segmentized (3.10.4), whatever the window.
+                self._transmit(now, Flags.ACK | Flags.FIN, b"")
+            return
+
+    def _transmit(self, now: float, flags: Flags, payload: bytes) -> None:
+        seq = self.snd_nxt
+        length = len(payload) + (1 if flags & Flags.FIN else 0)
+        end = seq_add(seq, length)
+        if seq_lt(seq, self.snd_max):
+            self.retransmissions += 1
+            if self._rtt_seq is not None and seq_le(seq, self._rtt_seq):
+                self._rtt_seq = None  # Karn (MUST-18)
+        elif self._rtt_seq is None:
+            self._rtt_seq, self._rtt_time = end, now
+        if self.snd_una == self.snd_max:
+            self._episode_start = now
+        self._emit(seq, flags, payload)
+        self.snd_nxt = end
+        if seq_gt(end, self.snd_max):
+            self.snd_max = end
+        if RTX not in self._timers:
+            self._arm_rtx(now)  # RFC 6298 (5.1)
+
+    def _r2(self) -> float:
+        return self.config.r2_syn if self.state in (State.SYN_SENT, State.SYN_RECEIVED) else self.config.r2
+
+    def _arm_rtx(self, now: float, *, restart: bool = False) -> None:
+        """Run the retransmission timer for RTO, never past the R2 limit of this episode (MUST-20)."""
+        if restart or RTX not in self._timers:
+            self._timers[RTX] = min(now + self.rto.rto, self._episode_start + self._r2())
+
+    # ------------------------------------------------------------------ 3.10.8 Timeouts
+
+    def on_timer(self, now: float) -> Result:
+        """Fire every timer that is due at `now`."""
+        t = self._timers.get(TIME_WAIT)
+        if t is not None and now >= t:
+            # TIME-WAIT TIMEOUT: delete the TCB.
+            self._signal(EventKind.TIME_WAIT_OVER, "TIME-WAIT over")
+            self._delete("closed")
+            return self._result()
+        t = self._timers.get(RTX)
+        if t is not None and now >= t:
+            self._retransmission_timeout(now)
+        return self._result()
+
+    def _retransmission_timeout(self, now: float) -> None:
+        """RETRANSMISSION TIMEOUT with RFC 6298 (5.4)-(5.7), R1 and R2 (RFC 9293 section 3.8.3)."""
+        del self._timers[RTX]
+        if now - self._episode_start >= self._r2():
+            # R2 passed (MUST-20, and MUST-22 for a SYN): give up, tell the user (USER TIMEOUT).
+            self._close_error = TcpError.TIMED_OUT
+            self._signal(EventKind.TIMED_OUT, str(TcpError.TIMED_OUT))
+            self._delete(TcpError.TIMED_OUT.value)
+            return
+        self._retx_count += 1
+        if self._retx_count >= self.config.r1 and not self._r1_told:
+            # R1 passed: tell the user, the connection goes on (SHLD-9).
+            self._r1_told = True
+            self._signal(EventKind.RETRANSMITTING, f"{self._retx_count} retransmissions without answer")
+        self.rto.timed_out()  # (5.5) back off
+        if seq_lt(self.snd_una, self._sndq_seq):
+            # Our SYN is not yet acknowledged (SYN-SENT, SYN-RECEIVED, or a FIN-WAIT-1 entered from it).
+            self.retransmissions += 1
+            self._syn_retransmitted = True
+            self._transmit_syn(now, first=False)
+            return
+        self.cc.on_timeout(self._flight(), now)
+        self._rtt_seq = None
+        # (5.4) retransmit the earliest unacknowledged segment; go-back-N from SND.UNA, paced by cwnd.
+        self.snd_nxt = self.snd_una
+        self._send_data(now)
+        self._arm_rtx(now, restart=True)  # (5.6)

@@ -1,0 +1,194 @@
+"""An in-memory wire between two TCBs with a fake clock: loss, duplication and reordering under test control.
+
+Deterministic: the only randomness is a seeded generator, and time moves only when the network
+has nothing to deliver before the next deadline.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from stack.tcp import Event, EventKind, Result, State, Tcb, TcbConfig
+from stack.tcp.isn import FixedIsn
+from stack.wire.tcp import TcpSegment
+
+A_ADDR = IPv4Address("198.18.0.1")
+B_ADDR = IPv4Address("198.18.0.2")
+
+# (segment, sender name) -> True to drop it
+DropRule = Callable[[TcpSegment, str], bool]
+
+
+@dataclass
+class Side:
+    name: str
+    tcb: Tcb
+    events: list[Event] = field(default_factory=list)
+    received: bytearray = field(default_factory=bytearray)
+    sent: list[TcpSegment] = field(default_factory=list)
+    auto_read: bool = True
+
+    def kinds(self) -> list[EventKind]:
+        return [e.kind for e in self.events]
+
+
+class Net:
+    def __init__(
+        self,
+        a: Tcb,
+        b: Tcb,
+        *,
+        seed: int = 0,
+        latency: float = 0.010,
+        loss: float = 0.0,
+        dup: float = 0.0,
+        reorder: float = 0.0,
+        codec: bool = True,
+    ) -> None:
+        self.now = 0.0
+        self.a = Side("a", a)
+        self.b = Side("b", b)
+        self.rng = random.Random(seed)
+        self.latency = latency
+        self.loss = loss
+        self.dup = dup
+        self.reorder = reorder
+        self.codec = codec
+        self.drop_rules: list[DropRule] = []
+        self.log: list[tuple[float, str, TcpSegment]] = []
+        self._queue: list[tuple[float, int, str, TcpSegment]] = []
+        self._n = 0
+
+    def side(self, name: str) -> Side:
+        return self.a if name == "a" else self.b
+
+    def other(self, name: str) -> Side:
+        return self.b if name == "a" else self.a
+
+    # -- feeding results into the network
+
+    def take(self, name: str, res: Result) -> Result:
+        side = self.side(name)
+        side.events.extend(res.events)
+        for seg in res.segments:
+            self._put(name, seg)
+        if side.auto_read:
+            self._drain(side)
+        return res
+
+    def _put(self, sender: str, seg: TcpSegment) -> None:
+        self.side(sender).sent.append(seg)
+        self.log.append((self.now, sender, seg))
+        if any(rule(seg, sender) for rule in self.drop_rules):
+            return
+        if self.loss and self.rng.random() < self.loss:
+            return
+        copies = 2 if self.dup and self.rng.random() < self.dup else 1
+        for _ in range(copies):
+            delay = self.latency
+            if self.reorder and self.rng.random() < self.reorder:
+                delay += self.rng.uniform(0, 4 * self.latency)
+            self._n += 1
+            heapq.heappush(self._queue, (self.now + delay, self._n, sender, seg))
+
+    def _drain(self, side: Side) -> None:
+        while side.tcb.readable:
+            res = side.tcb.receive(1 << 20, self.now)
+            side.received += res.data
+            side.events.extend(res.events)
+            for seg in res.segments:
+                self._put(side.name, seg)
+
+    def _through_codec(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address) -> TcpSegment:
+        from stack.wire.tcp import build_tcp, parse_tcp
+
+        return parse_tcp(build_tcp(seg, src, dst), src, dst)
+
+    # -- running time
+
+    def step(self) -> bool:
+        """Advance to the next delivery or deadline and process it. False when nothing is left."""
+        times = []
+        if self._queue:
+            times.append(self._queue[0][0])
+        for s in (self.a, self.b):
+            d = s.tcb.deadline
+            if d is not None and not s.tcb.deleted:
+                times.append(d)
+        if not times:
+            return False
+        self.now = max(self.now, min(times))
+        while self._queue and self._queue[0][0] <= self.now:
+            _, _, sender, seg = heapq.heappop(self._queue)
+            dest = self.other(sender)
+            if self.codec:
+                src, dst = (A_ADDR, B_ADDR) if sender == "a" else (B_ADDR, A_ADDR)
+                seg = self._through_codec(seg, src, dst)
+            self.take(dest.name, dest.tcb.segment_arrives(seg, self.now, A_ADDR if sender == "a" else B_ADDR))
+        for s in (self.a, self.b):
+            d = s.tcb.deadline
+            if d is not None and d <= self.now:
+                self.take(s.name, s.tcb.on_timer(self.now))
+        return True
+
+    def run(
+        self, until: float | None = None, steps: int = 1_000_000, stop: Callable[[], bool] | None = None
+    ) -> None:
+        for _ in range(steps):
+            if stop is not None and stop():
+                return
+            if until is not None:
+                nxt = self._next_time()
+                if nxt is None or nxt > until:
+                    self.now = max(self.now, until)
+                    return
+            if not self.step():
+                return
+        raise AssertionError("network did not settle")
+
+    def run_until(self, cond: Callable[[], bool], limit: float = 1000.0) -> None:
+        """Run until cond() holds; fail if it does not by `limit` seconds of fake time."""
+        self.run(until=limit, stop=cond)
+        assert cond(), f"condition not reached by t={self.now:.3f}"
+
+    def _next_time(self) -> float | None:
+        times = [self._queue[0][0]] if self._queue else []
+        for s in (self.a, self.b):
+            d = s.tcb.deadline
+            if d is not None and not s.tcb.deleted:
+                times.append(d)
+        return min(times) if times else None
+
+    # -- conveniences
+
+    def states(self) -> tuple[State, State]:
+        return self.a.tcb.state, self.b.tcb.state
+
+
+def pair(
+    *,
+    a_isn: int = 1000,
+    b_isn: int = 5000,
+    a_config: TcbConfig | None = None,
+    b_config: TcbConfig | None = None,
+    a_port: int = 40000,
+    b_port: int = 80,
+    **net_kw: object,
+) -> Net:
+    """An active side `a` and a passive side `b` (in LISTEN), not yet connected."""
+    a = Tcb(A_ADDR, a_port, B_ADDR, b_port, config=a_config, isn=FixedIsn(a_isn))
+    b = Tcb(B_ADDR, b_port, config=b_config, isn=FixedIsn(b_isn))
+    net = Net(a, b, **net_kw)  # type: ignore[arg-type]
+    net.take("b", b.open(0.0, active=False))
+    return net
+
+
+def connected(**kw: object) -> Net:
+    net = pair(**kw)  # type: ignore[arg-type]
+    net.take("a", net.a.tcb.open(net.now))
+    net.run_until(lambda: net.states() == (State.ESTABLISHED, State.ESTABLISHED))
+    return net
