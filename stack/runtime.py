@@ -1,0 +1,449 @@
+"""The threads and the thread-safe user-call API (DESIGN.md, "Threads").
+
+- The caller's thread (the shell) issues user calls; blocking ones wait on `Pool.changed`, a condition
+  tied to the pool lock, never by polling.
+- The receive thread reads the link, parses, and hands segments to the pool.
+- The timer thread sleeps until the earliest deadline on a heap (stale entries are skipped when they
+  come up: nothing ever scans every connection on a tick) and fires what is due.
+- One lock guards the pool and every TCB; a second guards the sending socket.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Protocol
+
+from stack.host import Conn, Pool, PoolError
+from stack.tcp import Event, State, TcbConfig, TcbStatus, TcpError
+from stack.tcp.isn import IsnSource
+from stack.wire.errors import ParseError
+from stack.wire.ipv4 import IpProto, IPv4Flags, IPv4Header, build_ipv4, parse_ipv4
+from stack.wire.tcp import TcpSegment, build_tcp, parse_tcp
+
+
+class Link(Protocol):
+    address: IPv4Address
+    mtu: int
+
+    def send(self, datagram: bytes, dst: IPv4Address) -> None: ...
+
+    def receive(self, timeout: float | None, wakeup: int | None = None) -> Iterable[object]: ...
+
+    def close(self) -> None: ...
+
+
+class StackError(Exception):
+    """A user call failed; str() is the one line to show."""
+
+
+Listener = Callable[[str, Event], None]
+SegmentTap = Callable[[str, IPv4Address, IPv4Address, TcpSegment], None]  # direction "in"/"out"
+
+
+@dataclass
+class Counters:
+    datagrams_in: int = 0
+    segments_in: int = 0
+    segments_out: int = 0
+    bad_packets: int = 0
+    not_for_us: int = 0
+    fragments_dropped: int = 0
+
+
+class Stack:
+    """A TCP/IP stack on one link and one address."""
+
+    def __init__(
+        self,
+        link: Link,
+        *,
+        config: TcbConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        isn: IsnSource | None = None,
+        ttl: int = 64,
+    ) -> None:
+        self.link = link
+        self.address = link.address
+        self.clock = clock
+        self.ttl = ttl
+        self.counters = Counters()
+        self.config = config or TcbConfig(mtu=link.mtu)
+        self.pool = Pool(self.address, self._emit, self._schedule, self._notify, config=self.config, isn=isn)
+        self._send_lock = threading.Lock()
+        self._ip_id = itertools.count(1)
+        self._timer_cv = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, Conn]] = []
+        self._heap_n = itertools.count()
+        self._listeners: list[Listener] = []
+        self._taps: list[SegmentTap] = []
+        self._news: list[tuple[str, Event]] = []
+        self._stopping = False
+        self._wake_r, self._wake_w = os.pipe()
+        self._threads = [
+            threading.Thread(target=self._receive_loop, name="tcpsh-receive", daemon=True),
+            threading.Thread(target=self._timer_loop, name="tcpsh-timer", daemon=True),
+        ]
+        self.errors: list[str] = []
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> Stack:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the threads and close the link. Connections are left as they are (see shutdown)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        os.write(self._wake_w, b"x")
+        with self._timer_cv:
+            self._timer_cv.notify_all()
+        for t in self._threads:
+            if t.is_alive() and t is not threading.current_thread():
+                t.join(timeout=5)
+        self.link.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def shutdown(self, grace: float = 2.0) -> list[tuple[str, str]]:
+        """Close every open connection, wait up to `grace` seconds, abort what is left.
+
+        Returns (id, "closed" | "aborted") for each connection that was open.
+        """
+        outcome: list[tuple[str, str]] = []
+        with self.pool.lock:
+            live = [c for c in self.pool.live() if c.tcb.state is not State.TIME_WAIT]
+            for c in live:
+                self.pool.apply(c, c.tcb.close(self.clock()))
+            deadline = self.clock() + grace
+
+            def settled() -> bool:
+                return all(c.tcb.state in (State.CLOSED, State.TIME_WAIT) for c in live)
+
+            self._wait(settled, deadline)
+            for c in live:
+                if c.tcb.state in (State.CLOSED, State.TIME_WAIT):
+                    outcome.append((c.id, "closed"))
+                else:
+                    self.pool.apply(c, c.tcb.abort(self.clock()))
+                    outcome.append((c.id, "aborted"))
+        self._deliver_news()
+        return outcome
+
+    # ------------------------------------------------------------------ observers
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(conn_id, event)` for every event, outside the pool lock."""
+        self._listeners.append(listener)
+
+    def tap(self, fn: SegmentTap) -> None:
+        """Call `fn(direction, src, dst, segment)` for each TCP segment in or out (for traces)."""
+        self._taps.append(fn)
+
+    def untap(self, fn: SegmentTap) -> None:
+        if fn in self._taps:
+            self._taps.remove(fn)
+
+    # ------------------------------------------------------------------ pool callbacks (lock held)
+
+    def _emit(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address) -> None:
+        tcp = build_tcp(seg, src, dst)
+        header = IPv4Header(
+            src=src,
+            dst=dst,
+            protocol=IpProto.TCP,
+            ttl=self.ttl,
+            identification=next(self._ip_id) & 0xFFFF,
+            flags=IPv4Flags.DF,
+        )
+        datagram = build_ipv4(header, tcp)
+        for fn in self._taps:
+            fn("out", src, dst, seg)
+        with self._send_lock:
+            try:
+                self.link.send(datagram, dst)
+                self.counters.segments_out += 1
+            except OSError as e:
+                self.errors.append(f"send to {dst}: {e.strerror or e}")
+
+    def _schedule(self, conn: Conn, deadline: float) -> None:
+        with self._timer_cv:
+            heapq.heappush(self._heap, (deadline, next(self._heap_n), conn))
+            if self._heap[0][2] is conn:
+                self._timer_cv.notify()
+
+    def _notify(self, conn: Conn, event: Event) -> None:
+        self._news.append((conn.id, event))
+
+    def _deliver_news(self) -> None:
+        """Hand queued events to the listeners; called without the pool lock."""
+        while True:
+            with self.pool.lock:
+                news, self._news = self._news, []
+            if not news:
+                return
+            for cid, ev in news:
+                for fn in list(self._listeners):
+                    try:
+                        fn(cid, ev)
+                    except Exception as e:  # a listener's bug never stops the stack
+                        self.errors.append(f"listener: {e!r}")
+
+    # ------------------------------------------------------------------ threads
+
+    def _receive_loop(self) -> None:
+        while not self._stopping:
+            try:
+                frames = list(self.link.receive(0.5, self._wake_r))
+            except (OSError, ValueError) as e:
+                if self._stopping:
+                    return
+                self.errors.append(f"receive: {e}")
+                continue
+            if not frames:
+                continue
+            with self.pool.lock:
+                now = self.clock()
+                for frame in frames:
+                    try:
+                        self._input(frame.data, frame.verify_checksum, now)  # type: ignore[attr-defined]
+                    except ParseError:
+                        self.counters.bad_packets += 1
+                    except Exception as e:  # a bad packet never stops the receive thread
+                        self.counters.bad_packets += 1
+                        self.errors.append(f"input: {e!r}")
+            self._deliver_news()
+
+    def _input(self, data: bytes, verify: bool, now: float) -> None:
+        self.counters.datagrams_in += 1
+        ip, payload = parse_ipv4(data)
+        if ip.dst != self.address:
+            self.counters.not_for_us += 1
+            return
+        if ip.protocol != IpProto.TCP:
+            return
+        if ip.flags & IPv4Flags.MF or ip.fragment_offset:
+            self.counters.fragments_dropped += 1
+            return
+        seg = parse_tcp(bytes(payload), ip.src, ip.dst) if verify else parse_tcp(bytes(payload))
+        self.counters.segments_in += 1
+        for fn in self._taps:
+            fn("in", ip.src, ip.dst, seg)
+        self.pool.deliver(ip.src, seg, now)
+
+    def _timer_loop(self) -> None:
+        while not self._stopping:
+            due: list[Conn] = []
+            with self._timer_cv:
+                now = self.clock()
+                while self._heap and self._heap[0][0] <= now:
+                    due.append(heapq.heappop(self._heap)[2])
+                if not due:
+                    timeout = self._heap[0][0] - now if self._heap else None
+                    self._timer_cv.wait(timeout)
+                    continue
+            with self.pool.lock:
+                now = self.clock()
+                for conn in dict.fromkeys(due):
+                    try:
+                        self.pool.fire_timer(conn, now)
+                    except Exception as e:
+                        self.errors.append(f"timer: {e!r}")
+            self._deliver_news()
+
+    # ------------------------------------------------------------------ user calls
+
+    def _wait(self, pred: Callable[[], bool], deadline: float | None) -> bool:
+        """Wait (pool lock held) until pred() or the deadline; True if pred() holds."""
+        while not pred():
+            if self._stopping:
+                return False
+            if deadline is None:
+                self.pool.changed.wait(1.0)
+            else:
+                left = deadline - self.clock()
+                if left <= 0:
+                    return pred()
+                self.pool.changed.wait(left)
+        return True
+
+    def _conn(self, cid: str) -> Conn:
+        try:
+            return self.pool.get(cid)
+        except PoolError as e:
+            raise StackError(str(e)) from None
+
+    def _check(self, conn: Conn, error: TcpError | None) -> None:
+        if error is not None:
+            raise StackError(f"{conn.id}: {error}")
+
+    def _call(self, fn: Callable[[], object]) -> object:
+        try:
+            return fn()
+        except PoolError as e:
+            raise StackError(str(e)) from None
+        finally:
+            self._deliver_news()
+
+    def open(
+        self,
+        remote: IPv4Address,
+        port: int,
+        *,
+        local_port: int | None = None,
+        timeout: float | None = None,
+        wait: bool = True,
+        config: TcbConfig | None = None,
+    ) -> str:
+        """Active OPEN; with `wait`, return once ESTABLISHED (or raise on refusal, timeout, reset)."""
+
+        def run() -> str:
+            with self.pool.lock:
+                conn = self.pool.open_active(remote, port, self.clock(), local_port=local_port, config=config)
+                if not wait:
+                    return conn.id
+                deadline = None if timeout is None else self.clock() + timeout
+                ok = self._wait(lambda: conn.tcb.state is not State.SYN_SENT, deadline)
+                if conn.tcb.state is State.CLOSED:
+                    raise StackError(f"{conn.id}: {conn.tcb.receive(0, self.clock()).error}")
+                if not ok:
+                    self.pool.apply(conn, conn.tcb.abort(self.clock()))
+                    raise StackError(f"{conn.id}: no answer from {remote}:{port} within {timeout:g} s")
+                return conn.id
+
+        return self._call(run)  # type: ignore[return-value]
+
+    def listen(
+        self,
+        port: int,
+        *,
+        remote: IPv4Address | None = None,
+        remote_port: int | None = None,
+        config: TcbConfig | None = None,
+    ) -> str:
+        """Passive OPEN."""
+
+        def run() -> str:
+            with self.pool.lock:
+                return self.pool.open_passive(
+                    port, self.clock(), remote=remote, rport=remote_port, config=config
+                ).id
+
+        return self._call(run)  # type: ignore[return-value]
+
+    def send(self, cid: str, data: bytes, *, push: bool = False, timeout: float | None = None) -> int:
+        """SEND all of `data`, waiting for buffer space as needed. Returns the octets queued."""
+
+        def run() -> int:
+            with self.pool.lock:
+                conn = self._conn(cid)
+                tcb = conn.tcb
+                deadline = None if timeout is None else self.clock() + timeout
+                view = memoryview(data)
+                sent = 0
+                while sent < len(data) or not data:
+                    if not self._wait(lambda: tcb.send_space > 0 or tcb.state is State.CLOSED, deadline):
+                        raise StackError(f"{cid}: send timed out after {sent} of {len(data)} bytes")
+                    chunk = bytes(view[sent : sent + tcb.send_space])
+                    res = self.pool.apply(conn, tcb.send(chunk, self.clock(), push=push))
+                    self._check(conn, res.error)
+                    sent += len(chunk)
+                    if not data:
+                        break
+                return sent
+
+        return self._call(run)  # type: ignore[return-value]
+
+    def receive(
+        self, cid: str, max_bytes: int = 65536, *, timeout: float | None = None, until_close: bool = False
+    ) -> bytes:
+        """RECEIVE: wait for data (or the peer's FIN), return what is there, up to max_bytes.
+
+        With until_close, keep reading until the peer has closed its side (or the timeout).
+        Returns b"" at the end of the stream; raises on errors and on a timeout with nothing read.
+        """
+
+        def run() -> bytes:
+            with self.pool.lock:
+                conn = self._conn(cid)
+                tcb = conn.tcb
+                deadline = None if timeout is None else self.clock() + timeout
+                out = bytearray()
+
+                def ended() -> bool:
+                    return tcb.state in (
+                        State.CLOSE_WAIT,
+                        State.CLOSING,
+                        State.LAST_ACK,
+                        State.TIME_WAIT,
+                        State.CLOSED,
+                    )
+
+                while len(out) < max_bytes:
+                    ok = self._wait(lambda: tcb.readable > 0 or ended(), deadline)
+                    res = self.pool.apply(conn, tcb.receive(max_bytes - len(out), self.clock()))
+                    out += res.data
+                    if res.data:
+                        if not until_close:
+                            break
+                        continue
+                    if res.error is not None:
+                        if res.error in (TcpError.CLOSING, TcpError.NOT_EXIST) and (out or ended()):
+                            break
+                        self._check(conn, res.error)
+                    if not ok:
+                        if out:
+                            break
+                        raise StackError(f"{cid}: nothing received within {timeout:g} s")
+                return bytes(out)
+
+        return self._call(run)  # type: ignore[return-value]
+
+    def _simple(self, cid: str, call: str) -> int:
+        def run() -> int:
+            with self.pool.lock:
+                conn = self._conn(cid)
+                res = self.pool.apply(conn, getattr(conn.tcb, call)(self.clock()))
+                self._check(conn, res.error)
+                return res.count
+
+        return self._call(run)  # type: ignore[return-value]
+
+    def close(self, cid: str) -> None:
+        self._simple(cid, "close")
+
+    def abort(self, cid: str) -> None:
+        self._simple(cid, "abort")
+
+    def flush(self, cid: str) -> int:
+        return self._simple(cid, "flush")
+
+    def status(self, cid: str) -> TcbStatus:
+        with self.pool.lock:
+            return self._conn(cid).tcb.status(self.clock())
+
+    def connections(self) -> list[tuple[str, TcbStatus]]:
+        with self.pool.lock:
+            now = self.clock()
+            return [(c.id, c.tcb.status(now)) for c in self.pool.conns.values()]
+
+    def wait_state(self, cid: str, state: State, timeout: float | None = None) -> bool:
+        with self.pool.lock:
+            conn = self._conn(cid)
+            deadline = None if timeout is None else self.clock() + timeout
+            return self._wait(lambda: conn.tcb.state is state, deadline)
