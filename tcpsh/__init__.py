@@ -1,0 +1,1 @@
+"""tcpsh: the shell that drives the stack."""

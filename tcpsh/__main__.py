@@ -1,0 +1,5 @@
+import sys
+
+from tcpsh.cli import main
+
+sys.exit(main())

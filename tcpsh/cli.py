@@ -1,0 +1,162 @@
+"""The tcpsh command line: where the stack runs (the lab, or a real interface), and what drives it
+(the interactive prompt, -c "COMMANDS", or .tcpsh files)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Interface
+
+from rich.console import Console
+
+from stack.runtime import Stack
+from tcpsh.commands import COMMANDS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tcpsh",
+        description="Drive TCP by hand: a user-space TCP/IP stack and a shell of RFC 9293's user calls. "
+        "With no network options it builds a private lab (two network namespaces, Linux's TCP "
+        "with services on the far side) and removes it on exit.",
+        epilog="commands: " + ", ".join(c.name for c in COMMANDS) + " (type 'help' in the shell)",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE.tcpsh", help="run these scripts, then exit")
+    p.add_argument("-c", dest="commands", metavar="COMMANDS", help="run these commands (separated by ;)")
+    where = p.add_argument_group("where the stack runs")
+    where.add_argument("--lab", action="store_true", help="the private lab (the default)")
+    where.add_argument("--interface", metavar="IF", help="a real interface (with --address)")
+    where.add_argument("--address", metavar="ADDR", help="the stack's own address on IF")
+    where.add_argument(
+        "--firewall",
+        action="store_true",
+        help="install the rule that keeps the kernel's TCP off ADDR, removed on exit",
+    )
+    p.add_argument("--lab-clean", action="store_true", help="remove what a killed run's lab left, then exit")
+    return p
+
+
+def need_privileges(console: Console) -> bool:
+    """CAP_NET_RAW and CAP_NET_ADMIN: root, or a process granted both."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status") as f:
+            caps = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        caps = 0
+    if caps & (1 << 12) and caps & (1 << 13):  # CAP_NET_ADMIN=12, CAP_NET_RAW=13
+        return True
+    console.print(
+        "tcpsh: needs root (CAP_NET_RAW and CAP_NET_ADMIN) for raw sockets: run it with sudo",
+        style="red",
+        highlight=False,
+    )
+    return False
+
+
+@contextlib.contextmanager
+def real_host(console: Console, interface: str, address: str, firewall: bool) -> Iterator[Stack]:
+    from stack.link.raw import RawLink
+
+    addr = IPv4Interface(address).ip if "/" in address else IPv4Address(address)
+    rule = None
+    if firewall:
+        from stack import firewall as fw
+
+        rule = fw.install(addr)
+        console.print(f"firewall: TCP to {addr} is dropped before the kernel's TCP sees it", highlight=False)
+    try:
+        link = RawLink(interface, addr)
+        with Stack(link) as stack:
+            console.print(f"stack on {interface} as {addr}", highlight=False)
+            yield stack
+    finally:
+        if rule is not None:
+            rule.remove()
+
+
+@contextlib.contextmanager
+def lab_host(console: Console) -> Iterator[Stack]:
+    from stack.lab import Lab
+
+    from stack.link.raw import RawLink
+
+    with Lab() as lab:
+        link = RawLink(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns())
+        with Stack(link) as stack:
+            services = ", ".join(f"{name} {port}" for name, port in lab.services.items())
+            console.print(
+                f"lab: the stack is {lab.stack_addr}; Linux's TCP is {lab.kernel_addr} with {services}",
+                highlight=False,
+            )
+            console.print(f"try: open {lab.kernel_addr}:7", highlight=False)
+            yield stack
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(highlight=False)
+    if args.lab_clean:
+        from stack.lab import Lab
+
+        if not need_privileges(console):
+            return 1
+        removed = Lab.clean_stale()
+        for item in removed:
+            console.print(f"removed {item}")
+        console.print(f"{len(removed)} leftovers removed" if removed else "nothing to clean")
+        return 0
+    if (args.interface is None) != (args.address is None):
+        console.print("tcpsh: --interface and --address go together", style="red")
+        return 2
+    if args.lab and args.interface:
+        console.print("tcpsh: --lab or --interface, not both", style="red")
+        return 2
+    if not need_privileges(console):
+        return 1
+    from tcpsh.session import Session
+
+    try:
+        host = (
+            real_host(console, args.interface, args.address, args.firewall)
+            if args.interface
+            else lab_host(console)
+        )
+        with host as stack:
+            session = Session(stack, console)
+            status = 0
+            if args.commands is not None:
+                status = session.run_lines(args.commands.split(";"), "-c")
+            for path in args.files:
+                if status:
+                    break
+                try:
+                    with open(path) as f:
+                        lines = f.read().splitlines()
+                except OSError as e:
+                    console.print(f"tcpsh: cannot read {path}: {e.strerror}", style="red")
+                    return 1
+                status = session.run_lines(lines, path)
+            if args.commands is None and not args.files:
+                from tcpsh.prompt import interact
+
+                interact(session)
+            for cid, how in stack.shutdown():
+                console.print(f"{cid} {how}", style="dim")
+            return status
+    except KeyboardInterrupt:
+        console.print("interrupted", style="red")
+        return 130
+    except Exception as e:  # set-up failures: one line, not a traceback
+        if os.environ.get("TCPSH_DEBUG"):
+            raise
+        console.print(f"tcpsh: {e}", style="red", highlight=False, markup=False)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
