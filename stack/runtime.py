@@ -240,7 +240,7 @@ class Stack:
         if ip.flags & IPv4Flags.MF or ip.fragment_offset:
             self.counters.fragments_dropped += 1
             return
-        seg = parse_tcp(bytes(payload), ip.src, ip.dst) if verify else parse_tcp(bytes(payload))
+        seg = parse_tcp(payload, ip.src, ip.dst) if verify else parse_tcp(payload)
         self.counters.segments_in += 1
         for fn in self._taps:
             fn("in", ip.src, ip.dst, seg)
