@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 
 from stack.tcp import Event, EventKind, Result, State, Tcb, TcbConfig
 from stack.tcp.isn import FixedIsn
-from stack.wire.tcp import TcpSegment
+from stack.wire.tcp import Flags, TcpSegment
 
 A_ADDR = IPv4Address("198.18.0.1")
 B_ADDR = IPv4Address("198.18.0.2")
@@ -192,3 +192,71 @@ def connected(**kw: object) -> Net:
     net.take("a", net.a.tcb.open(net.now))
     net.run_until(lambda: net.states() == (State.ESTABLISHED, State.ESTABLISHED))
     return net
+
+
+# -- helpers for the scenario and property tests (additions; nothing above depends on them)
+
+
+def drop_nth(net: Net, pred: DropRule, n: int = 1) -> list[TcpSegment]:
+    """Drop only the n-th segment (1-based) for which pred(seg, sender) holds.
+
+    Returns a list that receives the dropped segment, so a test can check the rule fired.
+    """
+    dropped: list[TcpSegment] = []
+    seen = 0
+
+    def rule(seg: TcpSegment, sender: str) -> bool:
+        nonlocal seen
+        if dropped or not pred(seg, sender):
+            return False
+        seen += 1
+        if seen == n:
+            dropped.append(seg)
+            return True
+        return False
+
+    net.drop_rules.append(rule)
+    return dropped
+
+
+def record_states(net: Net) -> dict[str, list[State]]:
+    """Record the states each side passes through, as seen after every result the network takes.
+
+    Returns {"a": [...], "b": [...]}, each starting with the current state and growing by one entry
+    per change. Several changes inside one call show as one step.
+    """
+    paths = {"a": [net.a.tcb.state], "b": [net.b.tcb.state]}
+    inner = net.take
+
+    def take(name: str, res: Result) -> Result:
+        out = inner(name, res)
+        for side in (net.a, net.b):
+            if paths[side.name][-1] is not side.tcb.state:
+                paths[side.name].append(side.tcb.state)
+        return out
+
+    net.take = take  # type: ignore[method-assign]
+    return paths
+
+
+def deliver(net: Net, to: str, seg: TcpSegment) -> Result:
+    """Hand a crafted segment straight to one side, as if it came from the other side's address."""
+    src = B_ADDR if to == "a" else A_ADDR
+    side = net.side(to)
+    return net.take(to, side.tcb.segment_arrives(seg, net.now, src))
+
+
+def ctl(seg: TcpSegment) -> str:
+    """The control bits the RFC's figures show, in their spelling: "SYN,ACK", "FIN,ACK", "RST"."""
+    bits = (("SYN", Flags.SYN), ("FIN", Flags.FIN), ("RST", Flags.RST), ("ACK", Flags.ACK))
+    return ",".join(name for name, flag in bits if seg.flags & flag)
+
+
+def trace(net: Net, last: int | None = None) -> str:
+    """The segment log, one line per segment, for assertion messages."""
+    rows = net.log if last is None else net.log[-last:]
+    return "\n".join(
+        f"{t:10.4f} {s}->{'b' if s == 'a' else 'a'} <SEQ={seg.seq}><ACK={seg.ack}><CTL={ctl(seg)}>"
+        f"<WND={seg.window}><LEN={len(seg.payload)}>"
+        for t, s, seg in rows
+    )
