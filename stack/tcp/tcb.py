@@ -540,7 +540,9 @@ class Tcb:
     def _synchronize_receive(self, seg: TcpSegment) -> None:
         """From the peer's SYN: IRS <- SEG.SEQ, RCV.NXT <- SEG.SEQ+1, and its options."""
         self.irs = seg.seq
-        self.rcv_nxt = self.rcv_up = self._rcv_adv = seq_add(seg.seq, 1)
+        self.rcv_nxt = self.rcv_up = seq_add(seg.seq, 1)
+        # RCV.WND starts as the window our SYN (or SYN,ACK) offers: the free receive buffer.
+        self._rcv_adv = seq_add(self.rcv_nxt, min(MAX_WINDOW, self.config.rcv_buf))
         # MSS option on a SYN (MUST-14); 536 when absent (MUST-15).
         mss = seg.options.mss
         self.snd_mss = mss if mss else DEFAULT_SEND_MSS
@@ -572,8 +574,8 @@ class Tcb:
             self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
             self.state = State.SYN_RECEIVED
             self.from_listen = True  # MUST-11
-            # Text on the SYN is not acknowledged, so the peer sends it again once synchronized.
             self._transmit_syn(now, first=True)
+            self._queue_syn_text(seg)
             return
         # Fourth, other data or control: drop.
 
@@ -618,6 +620,15 @@ class Tcb:
         self.max_snd_wnd = max(self.max_snd_wnd, seg.window)
         self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
         self._transmit_syn(now, first=False)
+        self._queue_syn_text(seg)
+
+    def _queue_syn_text(self, seg: TcpSegment) -> None:
+        """Text and FIN on a SYN are "queued for processing later" (3.10.7.2, 3.10.7.3): held in the
+        out-of-order queue at IRS+1 and taken once the connection is ESTABLISHED."""
+        text = seg.payload[: self.rcv_wnd]
+        fin = bool(seg.flags & Flags.FIN) and len(text) == len(seg.payload)
+        if text or fin:
+            self._ooo_insert(self.rcv_nxt, bytes(text), fin)
 
     def _established(self, now: float) -> None:
         self.state = State.ESTABLISHED
@@ -628,6 +639,11 @@ class Tcb:
         if self._fin_queued:
             # CLOSE was called in SYN-RECEIVED with data queued: the FIN follows that data.
             self.state = State.FIN_WAIT_1
+        if self._ooo and self._ooo[0][0] == self.rcv_nxt:
+            self._ack_now = True  # text that came on the SYN is taken now
+            delivered = self._drain_ooo(now)
+            if delivered:
+                self._signal(EventKind.DATA, f"{delivered} bytes", delivered)
 
     # 3.10.7.4 Other states
     def _acceptable(self, seq: int, seg_len: int) -> bool:
@@ -655,9 +671,10 @@ class Tcb:
             if not zero_window_ctl:
                 if f & Flags.RST:
                     return  # 5961 (1): outside the window: silently drop
-                if st is State.SYN_RECEIVED and f & Flags.SYN and seg.seq == self.irs:
+                if st is State.SYN_RECEIVED and f & Flags.SYN and not f & Flags.ACK and seg.seq == self.irs:
+                    # The peer's SYN again: our SYN,ACK was lost; send it again at once.
                     self.retransmissions += 1
-                    self._transmit_syn(now, first=False)  # the peer lost our SYN,ACK
+                    self._transmit_syn(now, first=False)
                     return
                 if st is State.TIME_WAIT and f & Flags.FIN:
                     self._start_time_wait(now)  # a retransmitted FIN: re-acknowledge, restart 2 MSL
@@ -793,7 +810,8 @@ class Tcb:
             text = text[cut:]
             seq = self.rcv_nxt
         room = seq_diff(seq_add(self.rcv_nxt, self.rcv_wnd), seq)
-        if len(text) > room:
+        if len(text) + fin > room:
+            # What lies past the right edge is dropped, and a FIN that lies there with it.
             text = text[: max(0, room)]
             fin = False
         if not text and not fin:
@@ -804,7 +822,13 @@ class Tcb:
             self._ooo_insert(seq, bytes(text), fin)
             return
         delivered = self._accept_in_order(bytes(text), fin, bool(seg.flags & Flags.PSH), now)
-        # Then whatever the out-of-order queue now continues (MUST-59: one ACK for all of them).
+        delivered += self._drain_ooo(now)
+        if delivered:
+            self._signal(EventKind.DATA, f"{delivered} bytes", delivered)
+
+    def _drain_ooo(self, now: float) -> int:
+        """Take whatever the out-of-order queue now continues (MUST-59: one ACK for all of them)."""
+        delivered = 0
         while self._ooo and self.state in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
             oseq, otext, ofin = self._ooo[0]
             end = seq_add(oseq, len(otext))
@@ -817,8 +841,7 @@ class Tcb:
             if skip > len(otext):
                 continue
             delivered += self._accept_in_order(otext[skip:], ofin, False, now)
-        if delivered:
-            self._signal(EventKind.DATA, f"{delivered} bytes", delivered)
+        return delivered
 
     def _ooo_insert(self, seq: int, text: bytes, fin: bool) -> None:
         """Keep the out-of-order queue sorted by sequence number; an exact duplicate is kept once."""
