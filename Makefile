@@ -12,14 +12,14 @@ lab: setup
 	$(VENV)/bin/tcpsh --lab
 
 test: setup
-	$(PY) -m ruff check stack tcpsh tests
+	$(PY) -m ruff check stack tcpsh tests scripts
 	$(PY) -m pytest
 
 test-core: setup
 	$(PY) -m pytest tests/wire tests/core
 
 lint: setup
-	$(PY) -m ruff check stack tcpsh tests
+	$(PY) -m ruff check stack tcpsh tests scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,161 @@
+"""Writes docs/conformance.md from the RFC 9293 requirement table and the answers below.
+
+Run: python scripts/conformance.py ../shared/rfc9293-requirements.md > docs/conformance.md
+Each answer is (where it is implemented, which test proves it); "open" marks a row not yet answered.
+"""
+
+from __future__ import annotations
+
+import sys
+
+S = "tests/core/test_segments.py::"
+SC = "tests/core/test_scenarios.py::"
+P = "tests/core/test_properties.py::"
+W = "tests/wire/test_tcp.py::"
+POOL = "tests/core/test_pool.py::"
+ISN = "tests/core/test_isn.py::"
+TCB = "stack/tcp/tcb.py"
+OPEN = ("open", "open")
+
+ANSWERS: dict[str, tuple[str, str]] = {
+    "MAY-16": (f"{TCB} `Tcb._send_data`: data is sent as the windows allow, never held for PSH", f"{S}test_text_without_push_is_delivered_without_push"),
+    "SHLD-27": (f"{TCB} `Tcb._send_data`: PSH only on the segment that empties the queue", f"{SC}test_one_megabyte_each_way"),
+    "MAY-15": (f"{TCB} `Tcb.send(push=)`; shell `send --push`", f"{S}test_established_text_is_delivered_and_acked"),
+    "MUST-60": (f"{TCB} `Tcb._send_data`: queued data goes out as the window allows, never waits for more", f"{SC}test_one_megabyte_each_way"),
+    "MUST-61": (f"{TCB} `Tcb._send_data`: the last segment of queued data carries PSH", f"{S}test_established_text_is_delivered_and_acked"),
+    "MAY-17": (f"{TCB} `Tcb.receive` returns `Result.push`", f"{S}test_text_without_push_is_delivered_without_push"),
+    "SHLD-28": (f"{TCB} `Tcb._send_data`: segments of Eff.snd.MSS while data and window allow", f"{SC}test_one_megabyte_each_way"),
+    "MUST-1": ("stack/tcp/seq.py (modular arithmetic); windows kept as unsigned ints in stack/wire/tcp.py", f"{SC}test_sequence_numbers_wrap_around_2_to_the_32"),
+    "REC-1": OPEN,
+    "SHLD-14": (f"{TCB} `Tcb._window_to_advertise` never moves the right edge left", f"{S}test_text_past_right_edge_is_trimmed"),
+    "SHLD-15": (f"{TCB} `Tcb._send_data`: usable window <= 0 sends nothing new", OPEN[1]),
+    "SHLD-16": OPEN,
+    "SHLD-17": OPEN,
+    "MUST-34": (f"{TCB} `Tcb._send_data` (a shrunk window stops new data, no error)", OPEN[1]),
+    "MAY-8": OPEN,
+    "MUST-35": OPEN,
+    "MUST-36": OPEN,
+    "SHLD-29": OPEN,
+    "SHLD-30": OPEN,
+    "MUST-37": OPEN,
+    "MAY-7": ("not done: retransmissions stay within SND.UNA+SND.WND", "-"),
+    "MUST-66": (f"{TCB} `Tcb._arrives_other`, first step: zero-window allowance for ACK, URG, RST", f"{S}test_zero_window_rst_at_rcv_nxt_resets, {S}test_zero_window_urg_is_processed"),
+    "MUST-30": (f"{TCB} `Tcb._process_text_and_fin`, sixth step (receiving side); sending: open", f"{S}test_urg_updates_rcv_up_and_signals_once"),
+    "MUST-62": (f"{TCB} `Tcb._process_text_and_fin`: RCV.UP = SEG.SEQ + SEG.UP, the first non-urgent octet", f"{S}test_urg_updates_rcv_up_and_signals_once"),
+    "MUST-31": OPEN,
+    "MUST-32": (f"{TCB}: `EventKind.URGENT` signalled once per urgent sequence", f"{S}test_urg_updates_rcv_up_and_signals_once"),
+    "MUST-33": OPEN,
+    "SHLD-13": OPEN,
+    "MUST-4": ("stack/wire/tcp.py `parse_options`, `build_options` (EOL, NOP, MSS)", f"{W}test_eol_ends_the_list, {W}test_linux_syn_parsed_field_by_field"),
+    "MUST-5": ("stack/wire/tcp.py `parse_tcp` reads options on every segment", f"{W}test_linux_data_segment_with_timestamps_and_sack"),
+    "MUST-6": ("stack/wire/tcp.py `parse_options`: unknown kinds skipped by length", f"{W}test_must6_unknown_option_skipped_by_length_and_recorded"),
+    "MUST-68": ("stack/wire/tcp.py `build_options`: every option but EOL/NOP has its length", f"{W}test_build_options_layout"),
+    "MUST-7": ("stack/wire/tcp.py `parse_options`: illegal length stops parsing, `malformed=True`; the TCB counts it", f"{W}test_must7_illegal_length_never_raises, {W}test_must7_worst_cases_terminate"),
+    "MUST-64": ("stack/wire/tcp.py `parse_options` reads octet by octet", f"{W}test_must64_options_at_odd_alignment"),
+    "MUST-14": (f"{TCB} `Tcb._syn_options` (send), `Tcb._synchronize_receive` (receive)", f"{S}test_listen_syn_mss_option_sets_send_mss, {S}test_syn_sent_reads_mss_option"),
+    "SHLD-5": (f"{TCB} `Tcb._syn_options`: MSS option on every SYN (IPv4); IPv6: not applicable, the stack is IPv4 only", f"{S}test_open_active_sends_syn"),
+    "MAY-3": (f"{TCB} `Tcb._syn_options`: always sent", f"{S}test_open_active_sends_syn"),
+    "MUST-15": (f"{TCB} `DEFAULT_SEND_MSS = 536` (IPv4); IPv6: not applicable, the stack is IPv4 only", f"{S}test_syn_sent_reads_mss_option"),
+    "MUST-16": (f"{TCB} `Tcb.eff_snd_mss`", f"{S}test_listen_syn_mss_option_sets_send_mss"),
+    "SHLD-6": OPEN,
+    "MUST-65": (f"{TCB} `Tcb._emit`: options only from `_syn_options` on SYNs", f"{P}test_exact_stream_both_ways_and_clean_close"),
+    "MUST-67": ("stack/tcp/config.py `TcbConfig.mss_to_advertise` = MTU - 40 = MMS_R - 20", f"{S}test_open_active_sends_syn"),
+    "MUST-69": ("stack/wire/tcp.py `build_options` pads with zeros", f"{W}test_must69_padding_is_zeros"),
+    "MUST-2": ("stack/wire/tcp.py `build_tcp`, stack/wire/checksum.py", "tests/wire/test_oracle.py::test_dpkt_reads_our_tcp"),
+    "MUST-3": ("stack/wire/tcp.py `parse_tcp(src, dst)`; stack/runtime.py checks every segment whose checksum the link did not vouch for", f"{W}test_single_flipped_bit_is_detected"),
+    "MUST-8": ("stack/tcp/isn.py `Rfc6528Isn`: M, a 4 us clock", f"{ISN}test_isn_advances_with_a_4_microsecond_clock"),
+    "SHLD-1": ("stack/tcp/isn.py `Rfc6528Isn`: keyed BLAKE2b of the 4-tuple (RFC 6528)", f"{ISN}test_isn_depends_on_every_part_of_the_four_tuple"),
+    "MUST-9": ("stack/tcp/isn.py: 16-byte random key per stack, never exposed", f"{ISN}test_isn_cannot_be_predicted_without_the_key"),
+    "MUST-10": (f"{TCB} `Tcb._arrives_syn_sent`, fourth step", f"{SC}test_simultaneous_open_figure_7"),
+    "MUST-11": (f"{TCB} `Tcb.from_listen`", f"{S}test_syn_received_from_listen_rst_returns_to_listen, {S}test_syn_received_from_syn_sent_rst_refuses"),
+    "MUST-41": ("stack/host.py `Pool._listener_for`: each passive OPEN is its own TCB", f"{POOL}test_several_listens_on_one_port_most_specific_first"),
+    "MUST-42": ("stack/host.py `Pool.open_passive`, `Pool._listener_for`", f"{POOL}test_several_listens_on_one_port_most_specific_first"),
+    "MUST-44": ("stack/host.py: the stack has one address of its own and uses it as the source of every SYN", OPEN[1]),
+    "MUST-45": ("stack/host.py `Pool._new`: the TCB's local address is the stack's address", OPEN[1]),
+    "MUST-46": ("stack/host.py `Pool.open_active`", f"{POOL}test_open_to_broadcast_or_multicast_is_refused"),
+    "MUST-57": ("stack/link/raw.py: BPF filter on the stack's unicast address and PACKET_HOST only", OPEN[1]),
+    "SHLD-2": OPEN,
+    "MUST-12": (f"{TCB} `Tcb._reset_by_peer`, `Tcb._retransmission_timeout`: RESET, REFUSED, TIMED_OUT events; shell news lines", f"{SC}test_rst_arriving_in_each_state, {S}test_rst_flushes_queues_and_later_calls_report_the_reset"),
+    "MAY-1": (f"{TCB} `Tcb.close`: FIN-WAIT-1/2 keep receiving", f"{SC}test_half_close_peer_keeps_sending_into_fin_wait_2"),
+    "SHLD-3": OPEN,
+    "MUST-13": (f"{TCB} `Tcb._start_time_wait`: 2*MSL, MSL in TcbConfig", f"{SC}test_active_close_figure_12_and_time_wait_lasts_2_msl"),
+    "MAY-2": OPEN,
+    "SHLD-4": OPEN,
+    "MUST-19": ("stack/tcp/rto.py (exponential backoff), stack/tcp/congestion.py `Reno` (slow start, congestion avoidance)", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff"),
+    "MAY-4": ("not done: each datagram gets a new IP identification", "-"),
+    "MUST-18": (f"{TCB} `Tcb._transmit`, `Tcb._transmit_syn`: no RTT sample from a retransmitted segment", OPEN[1]),
+    "MUST-58": (f"{TCB} `Tcb._output`: one ACK per event, piggybacked on data when there is data", f"{S}test_established_text_is_delivered_and_acked"),
+    "SHLD-31": (f"{TCB} `Tcb._ooo_insert`, `Tcb._drain_ooo`", f"{S}test_out_of_order_text_is_held_and_duplicate_ack_sent_then_delivered"),
+    "MUST-59": (f"{TCB} `Tcb._drain_ooo`: all queued segments processed, then one ACK", f"{S}test_out_of_order_text_is_held_and_duplicate_ack_sent_then_delivered"),
+    "MAY-13": (f"{TCB} `Tcb._process_text_and_fin`: duplicate ACK for out-of-order text", f"{S}test_out_of_order_text_is_held_and_duplicate_ack_sent_then_delivered"),
+    "SHLD-18": OPEN,
+    "MUST-40": OPEN,
+    "SHLD-19": OPEN,
+    "MUST-39": OPEN,
+    "MUST-49": ("stack/runtime.py `Stack(ttl=)`; per connection: open", OPEN[1]),
+    "MUST-38": OPEN,
+    "SHLD-7": OPEN,
+    "MUST-17": OPEN,
+    "MUST-20": (f"{TCB} `Tcb._retransmission_timeout`: R1 -> RETRANSMITTING event (no routing cache to advise), R2 -> TIMED_OUT", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff"),
+    "MUST-21": ("stack/tcp/config.py `TcbConfig.r2`, `r2_syn` per connection", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff"),
+    "SHLD-9": (f"{TCB} `EventKind.RETRANSMITTING` once per episode; shell news line", OPEN[1]),
+    "SHLD-10": ("stack/tcp/config.py `r1 = 3` retransmissions", OPEN[1]),
+    "SHLD-11": ("stack/tcp/config.py `r2 = 100` s", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff"),
+    "MUST-22": (f"{TCB} `Tcb._retransmission_timeout` covers the SYN", f"{SC}test_syn_to_a_silent_peer_gives_up_no_earlier_than_3_minutes"),
+    "MUST-23": ("stack/tcp/config.py `r2_syn = 180` s", f"{SC}test_syn_to_a_silent_peer_gives_up_no_earlier_than_3_minutes"),
+    "MAY-5": OPEN,
+    "MUST-24": OPEN,
+    "MUST-25": ("no keep-alives are sent at all yet, so the default is off", "-"),
+    "MUST-26": OPEN,
+    "MUST-27": OPEN,
+    "MUST-28": OPEN,
+    "MUST-29": OPEN,
+    "SHLD-12": OPEN,
+    "MAY-6": OPEN,
+    "MUST-50": ("stack/wire/ipv4.py `parse_ipv4` skips IP options (kept raw)", "tests/wire/test_ipv4.py::test_options_are_kept_raw_and_skipped"),
+    "MAY-10": OPEN,
+    "MAY-11": OPEN,
+    "MUST-51": OPEN,
+    "MUST-52": OPEN,
+    "MUST-53": OPEN,
+    "SHLD-24": OPEN,
+    "MUST-54": OPEN,
+    "SHLD-25": OPEN,
+    "MUST-56": OPEN,
+    "SHLD-26": OPEN,
+    "MUST-55": OPEN,
+    "MUST-63": ("stack/host.py `Pool.deliver` drops segments from broadcast/multicast sources", f"{POOL}test_syn_from_broadcast_or_multicast_source_is_dropped"),
+    "MUST-47": ("stack/tcp/types.py `Result.error` (RFC error texts) and `Event`s; stack/runtime.py `StackError`", f"{S}test_rst_flushes_queues_and_later_calls_report_the_reset"),
+    "SHLD-20": OPEN,
+    "MUST-48": OPEN,
+    "SHLD-22": OPEN,
+    "SHLD-21": OPEN,
+    "SHLD-23": OPEN,
+    "MAY-9": OPEN,
+    "MAY-14": (f"{TCB} `Tcb.flush`; shell `flush ID`", OPEN[1]),
+    "MUST-43": OPEN,
+    "MAY-12": (f"{TCB} `Tcb._arrives_other`, fifth step: SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT", f"{S}test_rfc5961_ack_too_old_gets_ack_and_is_dropped"),
+    "SHLD-8": OPEN,
+    "MAY-18": ("stack/tcp/congestion.py: the `CongestionControl` interface; a second algorithm: open", OPEN[1]),
+}
+
+
+def main(path: str) -> None:
+    print("# RFC 9293 conformance\n")
+    print("Every row of RFC 9293 Appendix B (the TCP requirement summary): where tcpsh implements it and the")
+    print("test that proves it. `tests/core` runs the state machine in memory with a fake clock; `tests/wire` the")
+    print('codecs. "open" marks what is not answered yet. Written by `scripts/conformance.py`.\n')
+    print("| area | ID | level | requirement | implemented in | proven by |")
+    print("|---|---|---|---|---|---|")
+    with open(path) as f:
+        lines = f.readlines()
+    for line in lines:
+        if not line.startswith("| ") or line.startswith("| area"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        impl, proof = ANSWERS.get(cells[1], OPEN)
+        print("| " + " | ".join([*cells, impl, proof]) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/rfc9293-requirements.md")
