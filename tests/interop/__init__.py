@@ -1,0 +1,1 @@
+"""Interop tests: the stack and the lab against the Linux kernel's TCP in network namespaces."""
