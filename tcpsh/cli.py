@@ -67,7 +67,7 @@ def real_host(console: Console, interface: str, address: str, firewall: bool) ->
     if firewall:
         from stack import firewall as fw
 
-        rule = fw.install(addr)
+        rule = fw.install_rule(addr)
         console.print(f"firewall: TCP to {addr} is dropped before the kernel's TCP sees it", highlight=False)
     try:
         link = RawLink(interface, addr)
