@@ -757,6 +757,7 @@ class Tcb:
         self.remote_addr, self.remote_port = self._listen_remote
         self.from_listen = False
         self._timers.clear()
+        self._sndq.clear()  # "the retransmission queue should be flushed": nothing goes to the next peer
         self._sndq_seq = 0
         self._rtt_seq = None
         self._ooo.clear()

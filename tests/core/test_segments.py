@@ -919,11 +919,6 @@ def test_syn_received_unacceptable_segment_gets_ack(from_listen, seq):
     assert tcb.state is State.SYN_RECEIVED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on the return to LISTEN, data SENT in SYN-RECEIVED stays queued and is sent to the "
-    "next peer that connects",
-)
 def test_syn_received_rst_back_to_listen_flushes_queued_data():
     """3.10.7.4 second, SYN-RECEIVED from a passive OPEN: back to LISTEN, "In either case, the
     retransmission queue should be flushed": what was SENT for that peer is not sent to another."""
