@@ -1,6 +1,6 @@
 # sudo make lab   : install what is missing, then start tcpsh in its private lab
 # sudo make test  : install what is missing, then run every test
-.PHONY: setup lab test test-core lint bench clean
+.PHONY: setup lab test test-core lint bench clean completions
 
 VENV := .venv
 PY   := $(VENV)/bin/python
@@ -23,3 +23,8 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+
+# Shell completion for the tcpsh command line, generated from its argument parser.
+completions: setup
+	$(VENV)/bin/shtab --shell=bash --prog tcpsh tcpsh.cli.build_parser > completions/tcpsh.bash
+	$(VENV)/bin/shtab --shell=zsh --prog tcpsh tcpsh.cli.build_parser > completions/_tcpsh
