@@ -82,7 +82,6 @@ def real_host(console: Console, interface: str, address: str, firewall: bool) ->
 @contextlib.contextmanager
 def lab_host(console: Console) -> Iterator[Stack]:
     from stack.lab import Lab
-
     from stack.link.raw import RawLink
 
     with Lab() as lab:
