@@ -162,12 +162,6 @@ def test_passive_open_from_closed_enters_listen_and_answers_nothing_else() -> No
     assert b.state is S.LISTEN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: simultaneous open never completes: in SYN-RECEIVED a SYN,ACK whose SEQ is IRS is "
-    "answered with another SYN,ACK (the lost-SYN,ACK shortcut) instead of an ACK, so the two "
-    "SYN,ACKs bounce forever and neither side reaches ESTABLISHED",
-)
 def test_simultaneous_open_figure_7() -> None:
     # MUST-10: two active OPENs at the same time.
     a = fresh("a", 100)
