@@ -909,6 +909,24 @@ def test_syn_received_in_window_rst_not_at_rcv_nxt_gets_challenge_ack(from_liste
     assert tcb.state is State.SYN_RECEIVED
 
 
+@pytest.mark.parametrize("seq", [IRS, IRS + 1 + OUR_WND], ids=["old", "past-window"])
+def test_syn_received_unacceptable_rst_is_dropped(seq):
+    """3.10.7.4 first and second (RFC 5961 check 1), SYN-RECEIVED: a RST outside the window is dropped."""
+    tcb = syn_received()
+    res = arrive(tcb, seg(seq, 0, RST))
+    assert res.segments == [] and res.events == []
+    assert tcb.state is State.SYN_RECEIVED
+
+
+def test_simultaneous_open_completes_on_the_peer_ack():
+    """3.10.7.4 fifth, SYN-RECEIVED from SYN-SENT: the acceptable ACK <SEQ=IRS+1><ACK=ISS+1> establishes."""
+    tcb = syn_received(from_listen=False)
+    res = arrive(tcb, seg(IRS + 1, ISS + 1, ACK))
+    assert res.segments == []
+    assert kinds(res) == [EventKind.ESTABLISHED]
+    assert tcb.state is State.ESTABLISHED
+
+
 @pytest.mark.parametrize("from_listen", [True, False], ids=["from-listen", "from-syn-sent"])
 @pytest.mark.parametrize("seq", [IRS + 1 + OUR_WND, IRS - 5000], ids=["past-window", "old"])
 def test_syn_received_unacceptable_segment_gets_ack(from_listen, seq):
@@ -1328,6 +1346,23 @@ def test_receive_window_right_edge_never_moves_left():
     tcb.receive(50, NOW)  # too little to be worth a window update: the edge stays put
     arrive(tcb, seg(IRS + 501, ISS + 1, ACK, payload=bytes(10)))
     assert tcb.rcv_nxt + tcb.rcv_wnd >= edge
+
+
+def test_ack_of_text_rides_on_queued_data():
+    """3.10.7.4 seventh: "This acknowledgment should be piggybacked on a segment being transmitted if
+    possible": the window update lets queued data go, and that segment carries the ACK."""
+    tcb = established(peer_wnd=0)
+    assert tcb.send(b"abc", NOW).segments == []
+    res = arrive(tcb, seg(IRS + 1, ISS + 1, ACK | PSH, window=100, payload=b"hi"))
+    assert res.segments == [out(ISS + 1, IRS + 3, ACK | PSH, window=OUR_WND - 2, payload=b"abc")]
+
+
+def test_window_field_is_at_most_65535():
+    """3.1 / MUST-1: the window field is 16 bits (no window scaling negotiated): a bigger buffer is
+    offered as 65535."""
+    tcb = established(TcbConfig(rcv_buf=1 << 20))
+    res = arrive(tcb, seg(IRS + 1, ISS + 1, ACK, payload=b"x"))
+    assert res.segments == [out(ISS + 1, IRS + 2, ACK, window=OUR_WND)]
 
 
 def test_text_without_push_is_delivered_without_push():

@@ -573,6 +573,31 @@ def test_status_names_the_state(state):
     assert str(st.state) == {s: s.value for s in State}[state]
 
 
+SEND_QUEUED_BUG = pytest.mark.xfail(
+    strict=True,
+    reason="BUG: STATUS send_queued is -1 once our FIN is sent (the FIN's sequence number is counted "
+    "against the empty send queue)",
+)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        pytest.param(s, marks=SEND_QUEUED_BUG)
+        if s in (State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK, State.TIME_WAIT)
+        else s
+        for s in ALL_STATES
+    ],
+)
+def test_status_counts_nothing_queued_when_nothing_is_queued(state):
+    """3.10.6 STATUS: the TCB's queues as they are; no state built here has unsent data, and the
+    unacknowledged count is what lies between SND.UNA and SND.NXT (SYN and FIN included)."""
+    st = build(state).status(NOW)
+    assert st.send_queued == 0
+    assert st.recv_queued == 0
+    assert st.send_unacked == (st.snd_nxt - st.snd_una if state is not State.LISTEN else 0)
+
+
 def test_status_of_time_wait_shows_only_its_timer():
     """3.10.6 TIME-WAIT, with 3.10.7.4 eighth: only the time-wait timer runs."""
     st = time_wait().status(10.0)
@@ -633,6 +658,18 @@ def test_rto_retransmits_data_with_backoff():
         assert (t, res.segments) == (t_expected, [data])
     assert tcb.deadline == 15.0
     assert tcb.retransmissions == 3
+
+
+def test_rto_after_partial_ack_retransmits_from_snd_una():
+    """RFC 6298 (5.4) with 3.10.7.4 fifth: what was acknowledged left the retransmission queue; the
+    retransmission starts at the new SND.UNA."""
+    tcb = established()
+    data = bytes(range(100))
+    tcb.send(data, T0)
+    arrive(tcb, seg(IRS + 1, ISS + 41, ACK))
+    t, res = run_timer(tcb)
+    assert t == NOW + 1.0
+    assert res.segments == [out(ISS + 41, IRS + 1, ACK | PSH, payload=data[40:])]
 
 
 def test_rto_retransmits_only_the_first_segment():
@@ -804,6 +841,44 @@ def test_zero_send_window_is_probed():
     assert len(res.segments) == 1
     probe = res.segments[0]
     assert probe.seq == ISS + 1 and probe.payload and b"hello".startswith(probe.payload)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: when the peer's window shrinks to zero with data outstanding, the retransmission timer "
+    "fires but sends nothing (no probe), reports RETRANSMITTING, and R2 then aborts a live connection",
+)
+def test_window_shrunk_to_zero_is_probed():
+    """3.8.6 (MUST-35): "If the window shrinks to zero, the TCP implementation MUST probe it in the
+    standard way"; 3.8.6.1: "or retransmit to the receiving TCP peer even if the send window is zero"."""
+    tcb = established()
+    data = bytes(range(100))
+    tcb.send(data, T0)
+    assert arrive(tcb, seg(IRS + 1, ISS + 1, ACK, window=0)).segments == []
+    _, res = run_timer(tcb)
+    assert len(res.segments) == 1
+    probe = res.segments[0]
+    assert probe.seq == ISS + 1 and probe.payload and data.startswith(probe.payload)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: with a zero send window the connection times out (R2) although the peer answers",
+)
+def test_zero_window_connection_stays_open_while_probes_are_answered():
+    """3.8.6.1 (MUST-37): "As long as the receiving TCP peer continues to send acknowledgments in
+    response to the probe segments, the sending TCP peer MUST allow the connection to stay open"; SHLD-17."""
+    tcb = established()
+    tcb.send(bytes(100), T0)
+    arrive(tcb, seg(IRS + 1, ISS + 1, ACK, window=0))
+    probes = 0
+    while tcb.deadline is not None and tcb.deadline < 400.0:
+        t, res = run_timer(tcb)
+        for _ in res.segments:
+            probes += 1
+            arrive(tcb, seg(IRS + 1, ISS + 1, ACK, window=0), now=t + 0.01)
+    assert tcb.state is State.ESTABLISHED
+    assert probes >= 5
 
 
 # ============================================================================ sequence number wrap (3.4)
