@@ -1298,6 +1298,18 @@ def test_urg_updates_rcv_up_and_signals_once():
     assert kinds(res) == [EventKind.URGENT, EventKind.DATA]
 
 
+def test_urg_pointer_advancing_in_urgent_mode_is_not_signalled_again():
+    """3.10.7.4 sixth: "If the user has already been signaled (or is still in the 'urgent mode') for this
+    continuous sequence of urgent data, do not signal the user again"; 3.8.5: "If the urgent pointer is
+    updated while the user is in 'urgent mode', the update will be invisible to the user"."""
+    tcb = established()
+    res = arrive(tcb, seg(IRS + 1, ISS + 1, ACK | URG, urgent=10, payload=b"01234"))
+    assert EventKind.URGENT in kinds(res)
+    res = arrive(tcb, seg(IRS + 6, ISS + 1, ACK | URG, urgent=20, payload=b"56789"))
+    assert tcb.rcv_up == IRS + 26
+    assert kinds(res) == [EventKind.DATA]
+
+
 def test_urg_pointer_never_moves_back():
     """3.10.7.4 sixth: RCV.UP <- max(RCV.UP, SEG.UP)."""
     tcb = established()

@@ -843,6 +843,15 @@ def test_zero_send_window_is_probed():
     assert probe.seq == ISS + 1 and probe.payload and b"hello".startswith(probe.payload)
 
 
+def test_no_timer_runs_after_time_wait_is_over():
+    """3.10.8 TIME-WAIT TIMEOUT deletes the TCB: nothing is left to fire."""
+    tcb = time_wait()
+    tcb.on_timer(60.0)
+    assert tcb.deadline is None
+    res = tcb.on_timer(1000.0)
+    assert (res.segments, res.events, tcb.state) == ([], [], State.CLOSED)
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="BUG: when the peer's window shrinks to zero with data outstanding, the retransmission timer "
