@@ -213,7 +213,8 @@ class Tcb:
         return self._opened and self.state is State.CLOSED
 
     def _unsent(self) -> int:
-        return len(self._sndq) - max(0, seq_diff(self.snd_nxt, self._sndq_seq))
+        # SND.NXT may stand one past the data (our FIN): nothing unsent then, never a negative count.
+        return max(0, len(self._sndq) - max(0, seq_diff(self.snd_nxt, self._sndq_seq)))
 
     def _fin_seq(self) -> int:
         return seq_add(self._sndq_seq, len(self._sndq))

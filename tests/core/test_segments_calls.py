@@ -573,22 +573,7 @@ def test_status_names_the_state(state):
     assert str(st.state) == {s: s.value for s in State}[state]
 
 
-SEND_QUEUED_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: STATUS send_queued is -1 once our FIN is sent (the FIN's sequence number is counted "
-    "against the empty send queue)",
-)
-
-
-@pytest.mark.parametrize(
-    "state",
-    [
-        pytest.param(s, marks=SEND_QUEUED_BUG)
-        if s in (State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK, State.TIME_WAIT)
-        else s
-        for s in ALL_STATES
-    ],
-)
+@pytest.mark.parametrize("state", ALL_STATES)
 def test_status_counts_nothing_queued_when_nothing_is_queued(state):
     """3.10.6 STATUS: the TCB's queues as they are; no state built here has unsent data, and the
     unacknowledged count is what lies between SND.UNA and SND.NXT (SYN and FIN included)."""
