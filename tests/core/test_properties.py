@@ -16,7 +16,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from stack.tcp import EventKind, State, TcbConfig
@@ -74,12 +74,16 @@ def plans(draw: st.DrawFn, max_size: int = 200_000, max_loss: float = 0.3) -> Pl
     )
 
 
+MAX_WRITES = 200
+
+
 def cut(data: bytes, sizes: list[int]) -> deque[bytes]:
-    """Cut data into writes whose sizes cycle through `sizes`."""
+    """Cut data into writes whose sizes cycle through `sizes`, at most MAX_WRITES of them."""
+    floor = -(-len(data) // MAX_WRITES)
     out: deque[bytes] = deque()
     i = k = 0
     while i < len(data):
-        n = sizes[k % len(sizes)]
+        n = max(sizes[k % len(sizes)], floor)
         out.append(data[i : i + n])
         i += n
         k += 1
@@ -178,24 +182,28 @@ def check_invariants(run: Run) -> None:
 
 
 def drive(run: Run, plan: Plan, *, every_step: bool = False) -> None:
+    """Run the network and the two users until both connections have ended.
+
+    Fails, with the end of the segment log, when nothing is left to happen before the end (a
+    deadlock), when the fake clock passes FAKE_TIME_LIMIT, or when far more segments went out than
+    the data can explain (a segment storm).
+    """
     net = run.net
+    budget = 5_000 + (len(run.sent["a"]) + len(run.sent["b"])) // 10 + 4 * MAX_WRITES
     while not finished(run):
         if user_step(run, plan):
             continue
         assert net.now < FAKE_TIME_LIMIT, f"no end by t={net.now}\n{trace(net, 30)}"
+        assert len(net.log) <= budget, f"{len(net.log)} segments by t={net.now}\n{trace(net, 30)}"
         pending = [run.next_write[n] for n in "ab" if run.writes[n] and run.next_write[n] > net.now]
+        assert pending or net._next_time() is not None, f"stuck in {net.states()}\n{trace(net, 30)}"
         if every_step:
             if not net.step():
-                assert pending, f"stuck in {net.states()}\n{trace(net, 30)}"
                 net.now = min(pending)
             check_invariants(run)
             continue
-        before = (net.now, len(net.log), net.states())
-        horizon = min(pending) if pending else FAKE_TIME_LIMIT
+        horizon = min([*pending, net.now + 30.0])
         net.run(until=horizon, stop=lambda: finished(run) or bool(due(run, plan)))
-        assert (net.now, len(net.log), net.states()) != before or bool(due(run, plan)), (
-            f"stuck in {net.states()} at t={net.now}\n{trace(net, 30)}"
-        )
 
 
 def check_outcome(run: Run, plan: Plan) -> None:
@@ -218,8 +226,40 @@ def check_outcome(run: Run, plan: Plan) -> None:
     assert net.b.tcb.state is S.CLOSED, msg
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+WORST = Plan(
+    seed=1,
+    loss=0.3,
+    dup=0.2,
+    reorder=0.5,
+    a_isn=MASK - 100,
+    b_isn=MASK - 150_000,
+    a_size=200_000,
+    b_size=200_000,
+    a_chunks=[1, 1460, 40_000, 3],
+    b_chunks=[700],
+    gap=0.001,
+    b_waits_for_fin=False,
+)
+CROSSING_CLOSES = Plan(
+    seed=2,
+    loss=0.2,
+    dup=0.2,
+    reorder=0.5,
+    a_isn=MASK,
+    b_isn=0,
+    a_size=5_000,
+    b_size=5_000,
+    a_chunks=[5_000],
+    b_chunks=[5_000],
+    gap=0.0,
+    b_waits_for_fin=False,
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plans())
+@example(WORST)
+@example(CROSSING_CLOSES)
 def test_exact_stream_both_ways_and_clean_close(plan: Plan) -> None:
     run = start(plan)
     drive(run, plan)
@@ -241,8 +281,9 @@ def _check_segment_bounds(run: Run) -> None:
             assert rel_ack <= len(run.sent[other]) + 2, f"t={t} {name} ACK={seg.ack} peer ISS={peer.iss}"
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plans(max_size=30_000))
+@example(CROSSING_CLOSES)
 def test_never_more_than_was_sent_and_sequence_numbers_stay_in_range(plan: Plan) -> None:
     run = start(plan)
     drive(run, plan, every_step=True)

@@ -897,6 +897,75 @@ def test_lost_ack_of_fin_makes_the_fin_go_again() -> None:
     no_reset(net)
 
 
+# ------------------------------------------------------------------ flow control and zero windows
+
+
+def _stall_reader(net: Net, size: int) -> bytes:
+    """b stops reading; a sends `size` octets and fills b's buffer until the window is zero."""
+    data = random.Random(5).randbytes(size)
+    net.b.auto_read = False
+    assert net.take("a", net.a.tcb.send(data, net.now)).ok
+    net.run_until(lambda: net.b.tcb.readable == net.b.tcb.config.rcv_buf, limit=net.now + 10)
+    net.run(until=net.now + 1)
+    assert net.a.tcb.snd_wnd == 0
+    assert net.log[-1][1] == "b" and net.log[-1][2].window == 0
+    return data
+
+
+def _read_all(net: Net) -> None:
+    """b's user reads everything it has, and reads as data comes from now on."""
+    res = net.b.tcb.receive(1 << 20, net.now)
+    net.b.received += res.data
+    net.b.auto_read = True
+    net.take("b", res)
+
+
+def test_zero_window_reopens_when_the_reader_reads() -> None:
+    net = connected()
+    data = _stall_reader(net, 200_000)
+    assert len(net.b.received) == 0
+    _read_all(net)
+    net.run_until(lambda: len(net.b.received) == len(data), limit=net.now + 60)
+    assert bytes(net.b.received) == data
+    net.b.received.clear()
+    converse(net, b"", b"done")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: no zero-window probing (MUST-35, MUST-36, SHLD-29, SHLD-30): with SND.WND = 0 and "
+    "data queued the sender runs no timer and sends nothing, whatever the time",
+)
+def test_zero_window_is_probed_while_the_reader_stalls() -> None:
+    net = connected()
+    _stall_reader(net, 200_000)
+    t_zero = net.now
+    net.run(until=t_zero + 300)
+    probes = sent_by(net, "a", lambda seg: seg.seq == net.a.tcb.snd_nxt or bool(seg.payload))
+    probes = [t for t in probes if t > t_zero]
+    assert len(probes) >= 3, trace(net, 5)
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert all(nxt >= prev for prev, nxt in itertools.pairwise(gaps))  # SHLD-30: backing off
+    # MUST-37: as long as the receiver answers the probes the connection stays open.
+    assert net.states() == (S.ESTABLISHED, S.ESTABLISHED)
+    assert EventKind.TIMED_OUT not in net.a.kinds()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: no zero-window probing (MUST-36): when the ACK that reopens a zero window is lost, "
+    "the transfer stops for ever (both TCBs have no deadline)",
+)
+def test_lost_window_update_is_recovered_by_probing() -> None:
+    net = connected()
+    data = _stall_reader(net, 200_000)
+    lost = drop_nth(net, lambda seg, s: s == "b" and seg.window > 0)
+    _read_all(net)
+    assert lost  # the window update never reaches a
+    net.run_until(lambda: len(net.b.received) == len(data), limit=net.now + 300)
+    assert bytes(net.b.received) == data
+
+
 # --------------------------------------------------------------------- retransmission timer (3.8)
 
 
