@@ -941,8 +941,7 @@ def test_zero_window_is_probed_while_the_reader_stalls() -> None:
     _stall_reader(net, 200_000)
     t_zero = net.now
     net.run(until=t_zero + 300)
-    probes = sent_by(net, "a", lambda seg: seg.seq == net.a.tcb.snd_nxt or bool(seg.payload))
-    probes = [t for t in probes if t > t_zero]
+    probes = [t for t in sent_by(net, "a") if t > t_zero]  # a has nothing else to send: all are probes
     assert len(probes) >= 3, trace(net, 5)
     gaps = [b - a for a, b in itertools.pairwise(probes)]
     assert all(nxt >= prev for prev, nxt in itertools.pairwise(gaps))  # SHLD-30: backing off
@@ -992,6 +991,23 @@ def test_r2_gives_up_on_data_with_exponential_backoff() -> None:
     assert net.a.kinds().count(EventKind.RETRANSMITTING) == 1  # R1 told once (SHLD-9)
     assert net.a.tcb.send(b"x", net.now).error is TcpError.TIMED_OUT
     assert net.b.tcb.state is S.ESTABLISHED  # b never heard of it
+
+
+@pytest.mark.parametrize("closer", ["a", "b"], ids=["FIN-WAIT-1", "LAST-ACK"])
+def test_r2_gives_up_on_a_fin_that_is_never_acknowledged(closer: str) -> None:
+    net = connected()
+    if closer == "b":
+        net.take("a", net.a.tcb.close(net.now))
+        net.run_until(lambda: net.states() == (S.FIN_WAIT_2, S.CLOSE_WAIT))
+    other = "b" if closer == "a" else "a"
+    net.drop_rules.append(lambda seg, s: s == other)
+    t0 = net.now
+    net.take(closer, net.side(closer).tcb.close(net.now))
+    net.run_until(lambda: net.side(closer).tcb.state is S.CLOSED, limit=t0 + 1000)
+    fins = sent_by(net, closer, is_fin)
+    assert fins[0] == t0 and len(fins) >= 6
+    assert net.now >= t0 + net.side(closer).tcb.config.r2
+    assert EventKind.TIMED_OUT in net.side(closer).kinds()
 
 
 def test_syn_to_a_silent_peer_gives_up_no_earlier_than_3_minutes() -> None:
