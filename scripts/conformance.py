@@ -14,6 +14,7 @@ P = "tests/core/test_properties.py::"
 W = "tests/wire/test_tcp.py::"
 POOL = "tests/core/test_pool.py::"
 ISN = "tests/core/test_isn.py::"
+SC2 = "tests/core/test_segments_calls.py::"
 TCB = "stack/tcp/tcb.py"
 OPEN = ("open", "open")
 
@@ -27,18 +28,18 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "SHLD-28": (f"{TCB} `Tcb._send_data`: segments of Eff.snd.MSS while data and window allow", f"{SC}test_one_megabyte_each_way"),
     "MUST-1": ("stack/tcp/seq.py (modular arithmetic); windows kept as unsigned ints in stack/wire/tcp.py", f"{SC}test_sequence_numbers_wrap_around_2_to_the_32"),
     "REC-1": OPEN,
-    "SHLD-14": (f"{TCB} `Tcb._window_to_advertise` never moves the right edge left", f"{S}test_text_past_right_edge_is_trimmed"),
-    "SHLD-15": (f"{TCB} `Tcb._send_data`: usable window <= 0 sends nothing new", OPEN[1]),
-    "SHLD-16": OPEN,
-    "SHLD-17": OPEN,
-    "MUST-34": (f"{TCB} `Tcb._send_data` (a shrunk window stops new data, no error)", OPEN[1]),
-    "MAY-8": OPEN,
-    "MUST-35": OPEN,
-    "MUST-36": OPEN,
-    "SHLD-29": OPEN,
-    "SHLD-30": OPEN,
-    "MUST-37": OPEN,
-    "MAY-7": ("not done: retransmissions stay within SND.UNA+SND.WND", "-"),
+    "SHLD-14": (f"{TCB} `Tcb._window_to_advertise` never moves the right edge left", f"{S}test_receive_window_right_edge_never_moves_left"),
+    "SHLD-15": (f"{TCB} `Tcb._send_data`: usable window <= 0 sends nothing new", f"{SC2}test_window_shrunk_to_zero_is_probed"),
+    "SHLD-16": (f"{TCB} `Tcb._retransmission_timeout`: go-back-N from SND.UNA within the window", f"{SC}test_lost_data_segment_is_retransmitted"),
+    "SHLD-17": (f"{TCB} `Tcb._arrives_other`: an answer while the window is zero restarts R1/R2", f"{SC2}test_zero_window_connection_stays_open_while_probes_are_answered"),
+    "MUST-34": (f"{TCB} `Tcb._send_data`, `Tcb._retransmission_timeout` (a shrunk window stops new data and is probed)", f"{SC2}test_window_shrunk_to_zero_is_probed"),
+    "MAY-8": (f"{TCB}: a zero window is kept as long as the user does not read; the peer is answered", f"{SC}test_zero_window_is_probed_while_the_reader_stalls"),
+    "MUST-35": (f"{TCB} `Tcb._retransmission_timeout`: one-octet probe into a shrunk window", f"{SC2}test_window_shrunk_to_zero_is_probed"),
+    "MUST-36": (f"{TCB} `Tcb._update_persist`, the persist timer in `Tcb.on_timer`", f"{SC2}test_zero_send_window_is_probed, {SC}test_lost_window_update_is_recovered_by_probing"),
+    "SHLD-29": (f"{TCB} `Tcb._update_persist`: first probe after one RTO", f"{SC2}test_zero_send_window_is_probed"),
+    "SHLD-30": (f"{TCB} `Tcb._update_persist` and the retransmission backoff", f"{SC}test_zero_window_is_probed_while_the_reader_stalls"),
+    "MUST-37": (f"{TCB} `Tcb._arrives_other`: answered probes keep the connection open", f"{SC2}test_zero_window_connection_stays_open_while_probes_are_answered"),
+    "MAY-7": (f"{TCB} `Tcb._send_data(probe=True)`: the probe octet lies beyond SND.UNA+SND.WND", f"{SC2}test_window_shrunk_to_zero_is_probed"),
     "MUST-66": (f"{TCB} `Tcb._arrives_other`, first step: zero-window allowance for ACK, URG, RST", f"{S}test_zero_window_rst_at_rcv_nxt_resets, {S}test_zero_window_urg_is_processed"),
     "MUST-30": (f"{TCB} `Tcb._process_text_and_fin`, sixth step (receiving side); sending: open", f"{S}test_urg_updates_rcv_up_and_signals_once"),
     "MUST-62": (f"{TCB} `Tcb._process_text_and_fin`: RCV.UP = SEG.SEQ + SEG.UP, the first non-urgent octet", f"{S}test_urg_updates_rcv_up_and_signals_once"),
@@ -132,7 +133,7 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "SHLD-21": OPEN,
     "SHLD-23": OPEN,
     "MAY-9": OPEN,
-    "MAY-14": (f"{TCB} `Tcb.flush`; shell `flush ID`", OPEN[1]),
+    "MAY-14": (f"{TCB} `Tcb.flush`; shell `flush ID`", f"{SC2}test_flush_drops_data_right_of_the_send_window"),
     "MUST-43": OPEN,
     "MAY-12": (f"{TCB} `Tcb._arrives_other`, fifth step: SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT", f"{S}test_rfc5961_ack_too_old_gets_ack_and_is_dropped"),
     "SHLD-8": OPEN,

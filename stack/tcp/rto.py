@@ -41,6 +41,14 @@ class RtoEstimator:
         self.backoff = 0
         self.rto = self._bounded(self.srtt + max(self.granularity, K * self.rttvar))
 
+    def reset_backoff(self) -> None:
+        """Undo the backoff: RTO from SRTT and RTTVAR again (or the initial value before any sample)."""
+        self.backoff = 0
+        if self.srtt is None or self.rttvar is None:
+            self.rto = self._bounded(self.initial)
+        else:
+            self.rto = self._bounded(self.srtt + max(self.granularity, K * self.rttvar))
+
     def timed_out(self) -> None:
         """(5.5) back off the timer: RTO <- RTO * 2, up to rto_max."""
         self.backoff += 1

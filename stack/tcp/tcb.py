@@ -32,7 +32,11 @@ MAX_WINDOW = 0xFFFF  # no window scaling negotiated: the window field is 16 bits
 
 # Timer names, as shown in STATUS.
 RTX = "retransmission"
+PERSIST = "persist"
 TIME_WAIT = "time-wait"
+SENDING_STATES = frozenset(
+    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
+)
 
 _shared_isn = Rfc6528Isn()
 
@@ -160,6 +164,8 @@ class Tcb:
         self._retx_count = 0  # consecutive timeouts for the same SND.UNA
         self._episode_start = 0.0  # when the oldest unacknowledged segment was sent
         self._r1_told = False
+        self._persist_backoff = 0  # zero-window probes sent without the window opening (SHLD-30)
+        self._rtx_due = 0.0  # when the retransmission timer would fire without the R2 limit
 
         self._tx: list[TcpSegment] = []
         self._ev: list[Event] = []
@@ -731,9 +737,17 @@ class Tcb:
         if seq_le(self.snd_una, ack) and (
             seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, ack))
         ):
-            self.snd_wnd = seg.window
+            self._window_changes(seg.window, now)
             self.max_snd_wnd = max(self.max_snd_wnd, seg.window)
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
+        if self.snd_wnd == 0 and self.snd_una != self.snd_max:
+            # The peer answers while its window is closed: it is alive, so the connection stays open
+            # however long the window stays zero (MUST-37, SHLD-17); R1 and R2 count from here.
+            self._episode_start = now
+            self._retx_count = 0
+            self._r1_told = False
+            if RTX in self._timers:
+                self._timers[RTX] = min(self._rtx_due, now + self._r2())
         if st is State.FIN_WAIT_1 and self._fin_acked():
             self.state = st = State.FIN_WAIT_2
         if st is State.CLOSING:
@@ -751,6 +765,18 @@ class Tcb:
             return
         # Sixth to eighth: URG, segment text, FIN.
         self._process_text_and_fin(seg, seg.seq, seg.payload, now)
+
+    def _window_changes(self, window: int, now: float) -> None:
+        """SND.WND <- SEG.WND. When a zero window opens, a probe octet it refused goes again at once
+        (rather than at the backed-off retransmission time), with the timer's backoff undone."""
+        opened = self.snd_wnd == 0 and window > 0
+        self.snd_wnd = window
+        if opened:
+            self._persist_backoff = 0
+            if seq_gt(self.snd_nxt, self.snd_una):
+                self.snd_nxt = self.snd_una
+                self.rto.reset_backoff()
+                self._arm_rtx(now, restart=True)
 
     def _return_to_listen(self) -> None:
         """SYN-RECEIVED from a passive OPEN goes back to LISTEN; the user need not be told."""
@@ -897,13 +923,27 @@ class Tcb:
     def _output(self, now: float) -> None:
         """Send whatever the windows allow, then a bare ACK if one is owed and nothing carried it."""
         st = self.state
-        if st in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK):
+        if st in SENDING_STATES:
             self._send_data(now)
+            self._update_persist(now)
         if self._ack_now and st in SYNCHRONIZED | {State.SYN_RECEIVED}:
             # A bare ACK carries the highest sequence number sent, which the peer's window contains.
             self._emit(self.snd_max, Flags.ACK)
 
-    def _send_data(self, now: float) -> None:
+    def _update_persist(self, now: float) -> None:
+        """The persist timer runs while data waits behind a zero window with nothing in flight
+        (RFC 9293 section 3.8.6.1, MUST-36): the first probe after one RTO (SHLD-29), then backing off
+        exponentially (SHLD-30). With data in flight, the retransmission timer probes instead."""
+        waiting = self.snd_wnd == 0 and self._unsent() > 0 and self.snd_una == self.snd_max
+        if not waiting:
+            self._timers.pop(PERSIST, None)
+        elif PERSIST not in self._timers:
+            interval = min(self.config.rto_max, self.rto.rto * (1 << min(self._persist_backoff, 16)))
+            self._timers[PERSIST] = now + interval
+
+    def _send_data(self, now: float, *, probe: bool = False) -> None:
+        """Send what the windows allow. With `probe`, one octet goes out even into a zero window: a
+        zero-window probe (3.8.6.1: "at least one octet of new data ... even if the send window is zero")."""
         mss = self.eff_snd_mss
         wnd = min(self.snd_wnd, self.cc.cwnd)
         while True:
@@ -914,7 +954,10 @@ class Tcb:
             if remaining > 0:
                 usable = seq_diff(seq_add(self.snd_una, wnd), self.snd_nxt)
                 if usable <= 0:
-                    return  # window full (or shrunk: nothing new goes out, MUST-34)
+                    if not probe:
+                        return  # window full (or shrunk: nothing new goes out, MUST-34)
+                    usable = 1
+                probe = False
                 n = min(mss, usable, remaining)
                 payload = bytes(self._sndq[offset : offset + n])
                 flags = Flags.ACK
@@ -954,7 +997,8 @@ class Tcb:
     def _arm_rtx(self, now: float, *, restart: bool = False) -> None:
         """Run the retransmission timer for RTO, never past the R2 limit of this episode (MUST-20)."""
         if restart or RTX not in self._timers:
-            self._timers[RTX] = min(now + self.rto.rto, self._episode_start + self._r2())
+            self._rtx_due = now + self.rto.rto
+            self._timers[RTX] = min(self._rtx_due, self._episode_start + self._r2())
 
     # ------------------------------------------------------------------ 3.10.8 Timeouts
 
@@ -969,6 +1013,12 @@ class Tcb:
         t = self._timers.get(RTX)
         if t is not None and now >= t:
             self._retransmission_timeout(now)
+        t = self._timers.get(PERSIST)
+        if t is not None and now >= t:
+            # PERSIST TIMEOUT: send one octet into the zero window; the retransmission timer takes over.
+            del self._timers[PERSIST]
+            self._persist_backoff += 1
+            self._send_data(now, probe=True)
         return self._result()
 
     def _retransmission_timeout(self, now: float) -> None:
@@ -996,5 +1046,6 @@ class Tcb:
         self._rtt_seq = None
         # (5.4) retransmit the earliest unacknowledged segment; go-back-N from SND.UNA, paced by cwnd.
         self.snd_nxt = self.snd_una
-        self._send_data(now)
+        # With the window shrunk to zero the retransmission is a probe of one octet (MUST-35).
+        self._send_data(now, probe=self.snd_wnd == 0)
         self._arm_rtx(now, restart=True)  # (5.6)

@@ -811,11 +811,6 @@ def test_time_wait_lasts_exactly_2msl(msl):
     assert tcb.deadline is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not yet: no persist timer, so a zero send window is not probed (MUST-36); planned with the "
-    "transport work",
-)
 def test_zero_send_window_is_probed():
     """3.8.6.1 (MUST-36): "The sending TCP peer must regularly transmit at least one octet of new data (if
     available) ... even if the send window is zero"; the probe goes out on a timer."""
@@ -837,11 +832,6 @@ def test_no_timer_runs_after_time_wait_is_over():
     assert (res.segments, res.events, tcb.state) == ([], [], State.CLOSED)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when the peer's window shrinks to zero with data outstanding, the retransmission timer "
-    "fires but sends nothing (no probe), reports RETRANSMITTING, and R2 then aborts a live connection",
-)
 def test_window_shrunk_to_zero_is_probed():
     """3.8.6 (MUST-35): "If the window shrinks to zero, the TCP implementation MUST probe it in the
     standard way"; 3.8.6.1: "or retransmit to the receiving TCP peer even if the send window is zero"."""
@@ -855,10 +845,6 @@ def test_window_shrunk_to_zero_is_probed():
     assert probe.seq == ISS + 1 and probe.payload and data.startswith(probe.payload)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with a zero send window the connection times out (R2) although the peer answers",
-)
 def test_zero_window_connection_stays_open_while_probes_are_answered():
     """3.8.6.1 (MUST-37): "As long as the receiving TCP peer continues to send acknowledgments in
     response to the probe segments, the sending TCP peer MUST allow the connection to stay open"; SHLD-17."""
