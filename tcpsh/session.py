@@ -62,6 +62,8 @@ class Session:
     intro: str = ""
     # Called with a line to print from another thread (the news of the stack); set by the prompt.
     _pending: list[str] = field(default_factory=list)
+    # Data read past what `expect` waited for, kept for the next receive or expect on that connection.
+    _unread: dict[str, bytearray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.stack.subscribe(self._on_event)
@@ -154,9 +156,14 @@ class Session:
         v = p.values
         cid = v["ID"]
         count = v.get("COUNT", 1 << 30 if v.get("all") else 65536)
-        data = self.stack.receive(
-            cid, count, timeout=v.get("timeout", DEFAULT_TIMEOUT), until_close=v.get("all", False)
-        )
+        data = self._take_unread(cid, count)
+        if len(data) < count and (v.get("all") or not data):
+            data += self.stack.receive(
+                cid,
+                count - len(data),
+                timeout=v.get("timeout", DEFAULT_TIMEOUT),
+                until_close=v.get("all", False),
+            )
         if "to" in v:
             path = Path(v["to"]).expanduser()
             try:
@@ -203,7 +210,7 @@ class Session:
         want = unescape(v["TEXT"])
         timeout = v.get("timeout", DEFAULT_TIMEOUT)
         deadline = time.monotonic() + timeout
-        got = bytearray()
+        got = bytearray(self._take_unread(cid, 1 << 62))
         while want not in got:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -218,7 +225,20 @@ class Session:
             if not chunk:
                 raise CommandError(f"{cid}: the peer closed before {printable(want)!r} arrived")
             got += chunk
+        end = got.index(want) + len(want)
+        if end < len(got):
+            self._unread[cid] = got[end:]
         self.out(f"{cid}: got {printable(want)}")
+
+    def _take_unread(self, cid: str, limit: int) -> bytes:
+        buf = self._unread.get(cid)
+        if not buf:
+            return b""
+        data = bytes(buf[:limit])
+        del buf[:limit]
+        if not buf:
+            del self._unread[cid]
+        return data
 
     def do_sleep(self, p: Parsed) -> None:
         time.sleep(p.values["S"])

@@ -165,7 +165,8 @@ class Tcb:
         self._episode_start = 0.0  # when the oldest unacknowledged segment was sent
         self._r1_told = False
         self._persist_backoff = 0  # zero-window probes sent without the window opening (SHLD-30)
-        self._rtx_due = 0.0  # when the retransmission timer would fire without the R2 limit
+        self._rtx_due = 0.0
+        self._fin_news = False  # when the retransmission timer would fire without the R2 limit
 
         self._tx: list[TcpSegment] = []
         self._ev: list[Event] = []
@@ -648,9 +649,7 @@ class Tcb:
             self.state = State.FIN_WAIT_1
         if self._ooo and self._ooo[0][0] == self.rcv_nxt:
             self._ack_now = True  # text that came on the SYN is taken now
-            delivered = self._drain_ooo(now)
-            if delivered:
-                self._signal(EventKind.DATA, f"{delivered} bytes", delivered)
+            self._signal_delivery(self._drain_ooo(now))
 
     # 3.10.7.4 Other states
     def _acceptable(self, seq: int, seg_len: int) -> bool:
@@ -850,9 +849,15 @@ class Tcb:
             self._ooo_insert(seq, bytes(text), fin)
             return
         delivered = self._accept_in_order(bytes(text), fin, bool(seg.flags & Flags.PSH), now)
-        delivered += self._drain_ooo(now)
+        self._signal_delivery(delivered + self._drain_ooo(now))
+
+    def _signal_delivery(self, delivered: int) -> None:
+        """Tell the user of the text just taken, then of a FIN that came behind it (in that order)."""
         if delivered:
             self._signal(EventKind.DATA, f"{delivered} bytes", delivered)
+        if self._fin_news:
+            self._fin_news = False
+            self._signal(EventKind.PEER_CLOSED, "connection closing")
 
     def _drain_ooo(self, now: float) -> int:
         """Take whatever the out-of-order queue now continues (MUST-59: one ACK for all of them)."""
@@ -900,7 +905,7 @@ class Tcb:
         self._rcv_push = True  # FIN implies PUSH for undelivered text
         self._ack_now = True
         self._ooo.clear()
-        self._signal(EventKind.PEER_CLOSED, "connection closing")
+        self._fin_news = True  # signalled by _signal_delivery, after the text the FIN follows
         st = self.state
         if st in (State.SYN_RECEIVED, State.ESTABLISHED):
             self.state = State.CLOSE_WAIT
