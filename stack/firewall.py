@@ -40,7 +40,8 @@ from stack import netns as _netns
 
 Backend = Literal["nft", "iptables"]
 
-NAME_RE = re.compile(r"^tcpsh_(\d+)_(\d+)$")
+# tcpsh_<pid>_<n> for a run's rule; tcpsh_host_<a>_<b>_<c>_<d> for the lasting rule of `tcpsh setup`.
+NAME_RE = re.compile(r"^tcpsh_(?:(\d+)_(\d+)|host_\d+_\d+_\d+_\d+)$")
 INSTALL_HINT = "install nftables (apt-get install nftables) or iptables (apt-get install iptables)"
 
 _counter = itertools.count()
@@ -70,7 +71,12 @@ def new_name(pid: int | None = None) -> str:
 def owner_pid(name: str) -> int | None:
     """The pid a rule or table name carries, or None when the name is not one of ours."""
     match = NAME_RE.match(name)
-    return int(match.group(1)) if match else None
+    return int(match.group(1)) if match and match.group(1) else None
+
+
+def host_rule_name(address: IPv4Address) -> str:
+    """The name of the lasting rule `tcpsh setup` installs for `address` (no pid: it outlives runs)."""
+    return "tcpsh_host_" + str(address).replace(".", "_")
 
 
 def _run(netns: str | None, argv: list[str], stdin: str | None = None) -> str:
@@ -158,7 +164,9 @@ class FirewallRule:
     def __post_init__(self) -> None:
         self.address = IPv4Address(self.address)
         if not NAME_RE.match(self.name):
-            raise ValueError(f"firewall rule name must look like tcpsh_<pid>_<n>, not {self.name!r}")
+            raise ValueError(
+                f"a firewall rule name is tcpsh_<pid>_<n> or tcpsh_host_<address>, not {self.name!r}"
+            )
 
     def install(self) -> None:
         """Install (or replace) the rule."""

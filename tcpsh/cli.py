@@ -22,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drive TCP by hand: a user-space TCP/IP stack and a shell of RFC 9293's user calls. "
         "With no network options it builds a private lab (two network namespaces, Linux's TCP "
         "with services on the far side) and removes it on exit.",
-        epilog="commands: " + ", ".join(c.name for c in COMMANDS) + " (type 'help' in the shell)",
+        epilog="commands: "
+        + ", ".join(c.name for c in COMMANDS)
+        + " (type 'help' in the shell). Host set-up: 'tcpsh setup --help'.",
     )
     p.add_argument("files", nargs="*", metavar="FILE.tcpsh", help="run these scripts, then exit")
     p.add_argument("-c", dest="commands", metavar="COMMANDS", help="run these commands (separated by ;)")
@@ -97,6 +99,13 @@ def lab_host(console: Console) -> Iterator[Stack]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["setup"]:
+        from tcpsh.setup import main as setup_main
+
+        if not need_privileges(Console(highlight=False)):
+            return 1
+        return setup_main(argv[1:])
     args = build_parser().parse_args(argv)
     console = Console(highlight=False)
     if args.lab_clean:
