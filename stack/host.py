@@ -7,9 +7,11 @@ schedules the next deadline, records the news and wakes every waiter on `Pool.ch
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -20,6 +22,8 @@ from stack.wire.tcp import TcpSegment
 
 EPHEMERAL = range(49152, 65536)  # RFC 6335 section 6 dynamic ports
 KEEP_CLOSED = 64  # closed connections kept for STATUS and for reading what was left
+KEEP_NEWS = 100  # events kept per connection
+KEEP_EXCHANGE = 1000  # segments kept per connection for `exchange` (headers only, not the data)
 
 Key = tuple[int, IPv4Address, int]  # (local port, remote address, remote port)
 
@@ -36,7 +40,15 @@ class Conn:
     key: Key | None = None
     listening_on: int | None = None
     closed_at: float | None = None
-    news: list[Event] = field(default_factory=list)
+    news: deque[Event] = field(default_factory=lambda: deque(maxlen=KEEP_NEWS))
+    # (time, "in" | "out", our state after the segment, the segment without its data, data length)
+    exchange: deque[tuple[float, str, State, TcpSegment, int]] = field(
+        default_factory=lambda: deque(maxlen=KEEP_EXCHANGE)
+    )
+
+    def record(self, now: float, direction: str, seg: TcpSegment) -> None:
+        light = dataclasses.replace(seg, payload=b"") if seg.payload else seg
+        self.exchange.append((now, direction, self.tcb.state, light, len(seg.payload)))
 
 
 Emit = Callable[[TcpSegment, IPv4Address, IPv4Address], None]
@@ -125,7 +137,7 @@ class Pool:
         elif (local_port, remote, rport) in self._by_key:
             raise PoolError(str(TcpError.ALREADY_EXISTS))
         conn = self._new(local_port, remote, rport, config, now)
-        self._apply(conn, conn.tcb.open(now, active=True))
+        self._apply(conn, conn.tcb.open(now, active=True), now)
         return conn
 
     def open_passive(
@@ -145,7 +157,7 @@ class Pool:
         if not 0 < port < 65536:
             raise PoolError(f"port {port} is out of range 1-65535")
         conn = self._new(port, remote, rport, config, now)
-        self._apply(conn, conn.tcb.open(now, active=False))
+        self._apply(conn, conn.tcb.open(now, active=False), now)
         return conn
 
     # ------------------------------------------------------------------ arriving segments
@@ -164,7 +176,13 @@ class Pool:
                 self.resets_sent += 1
                 self._emit(rst, self.address, src)
             return
-        self._apply(conn, conn.tcb.segment_arrives(seg, now, src))
+        res = conn.tcb.segment_arrives(seg, now, src)
+        conn.record(now, "in", seg)
+        self._apply(conn, res, now)
+
+    def find(self, local_port: int, remote: IPv4Address, rport: int) -> Conn | None:
+        """The connection a segment of this 4-tuple belongs to, if any (not listeners)."""
+        return self._by_key.get((local_port, remote, rport))
 
     def _listener_for(self, port: int, src: IPv4Address, sport: int) -> Conn | None:
         best: Conn | None = None
@@ -180,17 +198,18 @@ class Pool:
 
     # ------------------------------------------------------------------ results
 
-    def apply(self, conn: Conn, res: Result) -> Result:
+    def apply(self, conn: Conn, res: Result, now: float) -> Result:
         """Carry out what a TCB asked for (callers hold the lock)."""
-        self._apply(conn, res)
+        self._apply(conn, res, now)
         return res
 
-    def _apply(self, conn: Conn, res: Result) -> None:
+    def _apply(self, conn: Conn, res: Result, now: float) -> None:
         tcb = conn.tcb
         self._rekey(conn)
         remote = tcb.remote_addr
         for seg in res.segments:
             if remote is not None:
+                conn.record(now, "out", seg)
                 self._emit(seg, self.address, remote)
         for ev in res.events:
             conn.news.append(ev)
@@ -241,7 +260,7 @@ class Pool:
         if deadline > now:
             self._schedule(conn, deadline)
             return
-        self._apply(conn, conn.tcb.on_timer(now))
+        self._apply(conn, conn.tcb.on_timer(now), now)
 
     def live(self) -> list[Conn]:
         return [c for c in self.conns.values() if c.closed_at is None]

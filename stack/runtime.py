@@ -44,7 +44,9 @@ class StackError(Exception):
 
 
 Listener = Callable[[str, Event], None]
-SegmentTap = Callable[[str, IPv4Address, IPv4Address, TcpSegment], None]  # direction "in"/"out"
+# (direction "in" | "out", source, destination, the segment, the whole IPv4 datagram); called with the
+# pool lock held, so a tap must be quick and must not call back into the stack.
+SegmentTap = Callable[[str, IPv4Address, IPv4Address, TcpSegment, bytes], None]
 
 
 @dataclass
@@ -84,6 +86,8 @@ class Stack:
         self._listeners: list[Listener] = []
         self._taps: list[SegmentTap] = []
         self._news: list[tuple[str, Event]] = []
+        self._posted: list[Callable[[], None]] = []
+        self._deliver_lock = threading.Lock()
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
         self._threads = [
@@ -129,7 +133,8 @@ class Stack:
         with self.pool.lock:
             live = [c for c in self.pool.live() if c.tcb.state is not State.TIME_WAIT]
             for c in live:
-                self.pool.apply(c, c.tcb.close(self.clock()))
+                now = self.clock()
+                self.pool.apply(c, c.tcb.close(now), now)
             deadline = self.clock() + grace
 
             def settled() -> bool:
@@ -140,7 +145,8 @@ class Stack:
                 if c.tcb.state in (State.CLOSED, State.TIME_WAIT):
                     outcome.append((c.id, "closed"))
                 else:
-                    self.pool.apply(c, c.tcb.abort(self.clock()))
+                    now = self.clock()
+                    self.pool.apply(c, c.tcb.abort(now), now)
                     outcome.append((c.id, "aborted"))
         self._deliver_news()
         return outcome
@@ -152,7 +158,7 @@ class Stack:
         self._listeners.append(listener)
 
     def tap(self, fn: SegmentTap) -> None:
-        """Call `fn(direction, src, dst, segment)` for each TCP segment in or out (for traces)."""
+        """Call `fn(direction, src, dst, segment, datagram)` for each TCP segment in or out."""
         self._taps.append(fn)
 
     def untap(self, fn: SegmentTap) -> None:
@@ -173,7 +179,7 @@ class Stack:
         )
         datagram = build_ipv4(header, tcp)
         for fn in self._taps:
-            fn("out", src, dst, seg)
+            fn("out", src, dst, seg, datagram)
         with self._send_lock:
             try:
                 self.link.send(datagram, dst)
@@ -190,12 +196,38 @@ class Stack:
     def _notify(self, conn: Conn, event: Event) -> None:
         self._news.append((conn.id, event))
 
-    def _deliver_news(self) -> None:
-        """Hand queued events to the listeners; called without the pool lock."""
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run `fn` soon, outside the pool lock, in order with the news (for taps that print)."""
+        self._posted.append(fn)
+
+    def _deliver_news(self, *, wait: bool = False) -> None:
+        """Hand queued events to the listeners and run posted calls, one thread at a time so that
+        they come out in the order they happened; called without the pool lock.
+
+        A user call waits (`wait`) so that its news is out before it returns; the stack's threads
+        never wait: the thread delivering at the moment delivers what they queued too."""
+        while True:
+            if not self._deliver_lock.acquire(blocking=wait):
+                return
+            try:
+                self._deliver_queued()
+            finally:
+                self._deliver_lock.release()
+            with self.pool.lock:
+                if not self._news and not self._posted:
+                    return
+
+    def _deliver_queued(self) -> None:
         while True:
             with self.pool.lock:
                 news, self._news = self._news, []
-            if not news:
+                posted, self._posted = self._posted, []
+            for call in posted:
+                try:
+                    call()
+                except Exception as e:
+                    self.errors.append(f"posted: {e!r}")
+            if not news and not posted:
                 return
             for cid, ev in news:
                 for fn in list(self._listeners):
@@ -243,7 +275,7 @@ class Stack:
         seg = parse_tcp(payload, ip.src, ip.dst) if verify else parse_tcp(payload)
         self.counters.segments_in += 1
         for fn in self._taps:
-            fn("in", ip.src, ip.dst, seg)
+            fn("in", ip.src, ip.dst, seg, data)
         self.pool.deliver(ip.src, seg, now)
 
     def _timer_loop(self) -> None:
@@ -298,7 +330,7 @@ class Stack:
         except PoolError as e:
             raise StackError(str(e)) from None
         finally:
-            self._deliver_news()
+            self._deliver_news(wait=True)
 
     def open(
         self,
@@ -322,7 +354,8 @@ class Stack:
                 if conn.tcb.state is State.CLOSED:
                     raise StackError(f"{conn.id}: {conn.tcb.receive(0, self.clock()).error}")
                 if not ok:
-                    self.pool.apply(conn, conn.tcb.abort(self.clock()))
+                    now = self.clock()
+                    self.pool.apply(conn, conn.tcb.abort(now), now)
                     raise StackError(f"{conn.id}: no answer from {remote}:{port} within {timeout:g} s")
                 return conn.id
 
@@ -360,7 +393,8 @@ class Stack:
                     if not self._wait(lambda: tcb.send_space > 0 or tcb.state is State.CLOSED, deadline):
                         raise StackError(f"{cid}: send timed out after {sent} of {len(data)} bytes")
                     chunk = bytes(view[sent : sent + tcb.send_space])
-                    res = self.pool.apply(conn, tcb.send(chunk, self.clock(), push=push))
+                    now = self.clock()
+                    res = self.pool.apply(conn, tcb.send(chunk, now, push=push), now)
                     self._check(conn, res.error)
                     sent += len(chunk)
                     if not data:
@@ -396,7 +430,8 @@ class Stack:
 
                 while len(out) < max_bytes:
                     ok = self._wait(lambda: tcb.readable > 0 or ended(), deadline)
-                    res = self.pool.apply(conn, tcb.receive(max_bytes - len(out), self.clock()))
+                    now = self.clock()
+                    res = self.pool.apply(conn, tcb.receive(max_bytes - len(out), now), now)
                     out += res.data
                     if res.data:
                         if not until_close:
@@ -418,7 +453,8 @@ class Stack:
         def run() -> int:
             with self.pool.lock:
                 conn = self._conn(cid)
-                res = self.pool.apply(conn, getattr(conn.tcb, call)(self.clock()))
+                now = self.clock()
+                res = self.pool.apply(conn, getattr(conn.tcb, call)(now), now)
                 self._check(conn, res.error)
                 return res.count
 
@@ -441,6 +477,23 @@ class Stack:
         with self.pool.lock:
             now = self.clock()
             return [(c.id, c.tcb.status(now)) for c in self.pool.conns.values()]
+
+    def exchange(self, cid: str) -> list[tuple[float, str, State, TcpSegment, int]]:
+        """The connection's segments so far: (time, direction, our state after, header, data length)."""
+        with self.pool.lock:
+            return list(self._conn(cid).exchange)
+
+    def summary(self) -> dict[State, int] | None:
+        """Connections per state, or None when the pool is busy (for a toolbar that must not wait)."""
+        if not self.pool.lock.acquire(blocking=False):
+            return None
+        try:
+            counts: dict[State, int] = {}
+            for c in self.pool.conns.values():
+                counts[c.tcb.state] = counts.get(c.tcb.state, 0) + 1
+            return counts
+        finally:
+            self.pool.lock.release()
 
     def wait_state(self, cid: str, state: State, timeout: float | None = None) -> bool:
         with self.pool.lock:

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from rich.console import Console
 
 from stack.runtime import Stack
-from tcpsh.commands import COMMANDS
+from tcpsh.commands import COMMANDS, split_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="install the rule that keeps the kernel's TCP off ADDR, removed on exit",
     )
     p.add_argument("--lab-clean", action="store_true", help="remove what a killed run's lab left, then exit")
+    p.add_argument(
+        "--no-color", action="store_true", help="no colour (NO_COLOR in the environment does the same)"
+    )
     return p
 
 
@@ -61,7 +64,9 @@ def need_privileges(console: Console) -> bool:
 
 
 @contextlib.contextmanager
-def real_host(console: Console, interface: str, address: str, firewall: bool) -> Iterator[Stack]:
+def real_host(
+    console: Console, interface: str, address: str, firewall: bool
+) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
     from stack.link.raw import RawLink
 
     addr = IPv4Interface(address).ip if "/" in address else IPv4Address(address)
@@ -75,14 +80,14 @@ def real_host(console: Console, interface: str, address: str, firewall: bool) ->
         link = RawLink(interface, addr)
         with Stack(link) as stack:
             console.print(f"stack on {interface} as {addr}", highlight=False)
-            yield stack
+            yield stack, []
     finally:
         if rule is not None:
             rule.remove()
 
 
 @contextlib.contextmanager
-def lab_host(console: Console) -> Iterator[Stack]:
+def lab_host(console: Console) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
     from stack.lab import Lab
     from stack.link.raw import RawLink
 
@@ -95,7 +100,7 @@ def lab_host(console: Console) -> Iterator[Stack]:
                 highlight=False,
             )
             console.print(f"try: open {lab.kernel_addr}:7", highlight=False)
-            yield stack
+            yield stack, [(f"{lab.kernel_addr}:{port}", name) for name, port in lab.services.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return setup_main(argv[1:])
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False)
+    console = Console(highlight=False, no_color=args.no_color or None)
     if args.lab_clean:
         from stack.lab import Lab
 
@@ -134,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.interface
             else lab_host(console)
         )
-        with host as stack:
-            session = Session(stack, console)
+        with host as (stack, hosts):
+            session = Session(stack, console, hosts=hosts)
             status = 0
             if args.commands is not None:
-                status = session.run_lines(args.commands.split(";"), "-c")
+                status = session.run_lines(split_commands(args.commands), "-c")
             for path in args.files:
                 if status:
                     break
@@ -153,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 from tcpsh.prompt import interact
 
                 interact(session)
+            session.close()
             for cid, how in stack.shutdown():
                 console.print(f"{cid} {how}", style="dim")
             return status

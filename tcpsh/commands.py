@@ -6,6 +6,7 @@ name, positional arguments, options, a one-line summary, an example and a handle
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -186,6 +187,34 @@ def split_words(line: str) -> list[str]:
     return words
 
 
+def split_commands(text: str) -> list[str]:
+    """`-c` text: commands separated by `;`, except inside quotes."""
+    out: list[str] = []
+    cur: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote == '"' and i + 1 < len(text):
+                cur.append(text[i : i + 2])
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch == ";":
+            out.append("".join(cur))
+            cur = []
+            i += 1
+            continue
+        cur.append(ch)
+        i += 1
+    out.append("".join(cur))
+    return out
+
+
 # ---------------------------------------------------------------------- the table
 
 
@@ -196,6 +225,7 @@ class Arg:
     help: str
     optional: bool = False
     rest: bool = False  # takes the rest of the line as one string
+    choices: tuple[str, ...] = ()  # for kind "choice": the words allowed
 
 
 @dataclass(frozen=True)
@@ -313,6 +343,40 @@ COMMANDS: tuple[Command, ...] = (
         (CONN, Arg("TEXT", "text", "the data to wait for, with escapes", rest=True)),
         (TIMEOUT,),
     ),
+    Command(
+        "watch",
+        "live view of the connections: sequence spaces (RFC 9293 figures 3 and 4), windows, timers",
+        "watch c1",
+        "do_watch",
+        (Arg("ID", "conns", "the connections to show (default: all)", optional=True, rest=True),),
+    ),
+    Command(
+        "trace",
+        "print each segment in and out as it happens, tcpdump style",
+        "trace on c1",
+        "do_trace",
+        (
+            Arg("SWITCH", "choice", "on or off", choices=("on", "off")),
+            Arg("ID", "conn", "only this connection (default: all)", optional=True),
+        ),
+    ),
+    Command(
+        "exchange",
+        "the connection's segments so far, drawn as in the figures of RFC 9293 section 3.5",
+        "exchange c1",
+        "do_exchange",
+        (CONN,),
+    ),
+    Command(
+        "capture",
+        "write every segment in and out to a pcap file (tcpdump -r, Wireshark)",
+        "capture start /tmp/c1.pcap",
+        "do_capture",
+        (
+            Arg("ACTION", "choice", "start or stop", choices=("start", "stop")),
+            Arg("FILE", "path", "the pcap file to write (with start)", optional=True),
+        ),
+    ),
     Command("sleep", "pause for S seconds", "sleep 0.5", "do_sleep", (Arg("S", "seconds", "seconds"),)),
     Command(
         "echo",
@@ -353,7 +417,7 @@ class Parsed:
 
 
 def _convert(kind: str, text: str) -> Any:
-    if kind in ("conn", "word", "text", "path"):
+    if kind in ("conn", "conns", "word", "text", "path", "choice"):
         return text
     if kind == "hostport":
         return parse_hostport(text)
@@ -383,7 +447,9 @@ def parse_line(line: str) -> Parsed | None:
     name = words[0]
     cmd = BY_NAME.get(name)
     if cmd is None:
-        raise CommandError(f"unknown command {name!r}; type 'help' for the list")
+        near = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.6)
+        hint = f"; did you mean '{near[0]}'?" if near else "; type 'help' for the list"
+        raise CommandError(f"unknown command {name!r}{hint}")
     values: dict[str, Any] = {}
     positional: list[str] = []
     opts = {o.flag: o for o in cmd.opts}
@@ -394,7 +460,9 @@ def parse_line(line: str) -> Parsed | None:
             opt = opts.get(w)
             if opt is None:
                 known = ", ".join(opts) or "none"
-                raise CommandError(f"{name}: unknown option {w} (options: {known})")
+                near = difflib.get_close_matches(w, list(opts), n=1, cutoff=0.6)
+                hint = f"did you mean {near[0]}? " if near else ""
+                raise CommandError(f"{name}: unknown option {w} ({hint}options: {known})")
             if opt.kind == "flag":
                 values[opt.dest] = True
                 i += 1
@@ -413,7 +481,10 @@ def parse_line(line: str) -> Parsed | None:
                 positional = positional[: n + 1]
             break
         if n < len(positional):
-            values[arg.name] = _convert(arg.kind, positional[n])
+            value = _convert(arg.kind, positional[n])
+            if arg.choices and value not in arg.choices:
+                raise CommandError(f"{name}: {arg.name} is one of {', '.join(arg.choices)}, not {value!r}")
+            values[arg.name] = value
     if len(positional) > len(cmd.args):
         raise CommandError(f"{name}: too many arguments; usage: {cmd.usage()}")
     for arg in cmd.args:

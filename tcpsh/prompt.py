@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from stack.runtime import StackError
 from stack.tcp import State
-from tcpsh.commands import BY_NAME, COMMANDS, CommandError
+from tcpsh.commands import BY_NAME, COMMANDS, Command, CommandError
 from tcpsh.session import Quit, Session, history_path
 
 
@@ -21,6 +22,10 @@ class TableCompleter(Completer):
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.paths = PathCompleter(expanduser=True)
+
+    def _paths(self, word: str, complete_event: CompleteEvent) -> Iterable[Completion]:
+        yield from self.paths.get_completions(Document(word, len(word)), complete_event)
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
         text = document.text_before_cursor
@@ -40,11 +45,23 @@ class TableCompleter(Completer):
                     yield Completion(o.flag, -len(word), display_meta=o.help)
             return
         position = len(words) - (0 if text.endswith(" ") else 1)
-        positional = [w for w in words[1:position] if not w.startswith("--")]
+        before = words[position - 1] if position >= 1 else ""
+        opt = next((o for o in cmd.opts if o.flag == before), None)
+        if opt is not None:
+            if opt.kind == "path":
+                yield from self._paths(word, complete_event)
+            elif opt.kind == "host":
+                yield from self._hosts(word)
+            return
+        positional = [
+            w
+            for i, w in enumerate(words[1:position], 1)
+            if not w.startswith("--") and not _takes_value(cmd, words[i - 1])
+        ]
         n = len(positional)
-        if n < len(cmd.args):
-            arg = cmd.args[n]
-            if arg.kind == "conn":
+        if n < len(cmd.args) or (cmd.args and cmd.args[-1].rest):
+            arg = cmd.args[min(n, len(cmd.args) - 1)]
+            if arg.kind in ("conn", "conns"):
                 for cid, st in self.session.stack.connections():
                     if cid.startswith(word):
                         yield Completion(cid, -len(word), display_meta=str(st.state))
@@ -56,6 +73,42 @@ class TableCompleter(Completer):
                 for c in COMMANDS:
                     if c.name.startswith(word):
                         yield Completion(c.name, -len(word), display_meta=c.summary)
+            elif arg.kind == "choice":
+                for choice in arg.choices:
+                    if choice.startswith(word):
+                        yield Completion(choice, -len(word), display_meta=arg.help)
+            elif arg.kind == "path":
+                yield from self._paths(word, complete_event)
+            elif arg.kind == "hostport":
+                yield from self._hosts(word)
+
+    def _hosts(self, word: str) -> Iterable[Completion]:
+        """The lab's services after `open`: HOST:PORT with the service's name."""
+        for target, name in self.session.hosts:
+            if target.startswith(word):
+                yield Completion(target, -len(word), display_meta=name)
+
+
+def _takes_value(cmd: Command, word: str) -> bool:
+    return any(o.flag == word and o.kind != "flag" for o in cmd.opts)
+
+
+def toolbar(session: Session) -> str:
+    """Address, connections per state, segments in/out, retransmissions. Reads cached figures only:
+    it never waits for the pool lock."""
+    stack = session.stack
+    counts = stack.summary()
+    if counts is not None:
+        session.toolbar_cache = counts
+    states = "  ".join(
+        f"{st}:{n}" for st, n in sorted(session.toolbar_cache.items(), key=lambda x: str(x[0]))
+    )
+    c = stack.counters
+    retx = sum(conn.tcb.retransmissions for conn in list(stack.pool.conns.values()))
+    return (
+        f" {stack.address}   {states or 'no connections'}   "
+        f"segments in {c.segments_in} out {c.segments_out}   retransmissions {retx}"
+    )
 
 
 def interact(session: Session) -> None:
@@ -67,7 +120,13 @@ def interact(session: Session) -> None:
     except OSError:
         history = InMemoryHistory()
     prompt: PromptSession[str] = PromptSession(
-        history=history, completer=TableCompleter(session), complete_while_typing=False
+        history=history,
+        completer=TableCompleter(session),
+        complete_while_typing=False,
+        auto_suggest=AutoSuggestFromHistory(),
+        enable_history_search=False,  # Ctrl-R searches history (prompt_toolkit's default binding)
+        bottom_toolbar=lambda: toolbar(session),
+        refresh_interval=1.0,
     )
     session.out("type 'help' for the commands, Ctrl-D or 'quit' to leave")
     with patch_stdout(raw=True):

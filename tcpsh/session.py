@@ -16,8 +16,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from stack.link.capture import PcapWriter
 from stack.runtime import Stack, StackError
-from stack.tcp import Event, EventKind, State, TcbStatus
+from stack.tcp import Event, EventKind, State
+from stack.wire.tcp import TcpSegment
+from tcpsh import views
 from tcpsh.commands import (
     BY_NAME,
     COMMANDS,
@@ -34,15 +37,6 @@ from tcpsh.commands import (
 class Quit(Exception):
     """`quit` was typed."""
 
-
-STATE_STYLE = {
-    State.ESTABLISHED: "bold green",
-    State.LISTEN: "cyan",
-    State.SYN_SENT: "yellow",
-    State.SYN_RECEIVED: "yellow",
-    State.CLOSED: "dim",
-    State.TIME_WAIT: "magenta",
-}
 
 NEWS = {
     EventKind.ESTABLISHED: "established",
@@ -64,6 +58,12 @@ class Session:
     _pending: list[str] = field(default_factory=list)
     # Data read past what `expect` waited for, kept for the next receive or expect on that connection.
     _unread: dict[str, bytearray] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    _trace: Any = None  # the tap of `trace on`, if any
+    _capture: tuple[PcapWriter, Any] | None = None  # the writer and tap of `capture start`
+    _held: list[str] | None = None  # news held back while a full-screen view is up
+    hosts: list[tuple[str, str]] = field(default_factory=list)  # HOST:PORT and name, for completion
+    toolbar_cache: dict[State, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.stack.subscribe(self._on_event)
@@ -79,6 +79,9 @@ class Session:
         elif ev.kind in NEWS:
             text = f"{cid}: {NEWS[ev.kind]}"
         else:
+            return
+        if self._held is not None:
+            self._held.append(text)
             return
         self.console.print(f"[dim]*[/dim] {text}", highlight=False)
 
@@ -192,9 +195,128 @@ class Session:
     def do_status(self, p: Parsed) -> None:
         cid = p.values.get("ID")
         if cid is None:
-            self.console.print(pool_table(self.stack.connections()))
+            self.console.print(views.pool_table(self.stack.connections()))
         else:
-            self.console.print(tcb_table(cid, self.stack.status(cid)))
+            self.console.print(views.tcb_table(cid, self.stack.status(cid)))
+
+    def _conns(self, text: str | None) -> list[str]:
+        """Ids named on the line (each must exist), or every connection."""
+        if not text:
+            return [cid for cid, _ in self.stack.connections()]
+        ids = text.replace(",", " ").split()
+        for cid in ids:
+            self.stack.status(cid)  # raises with "no such connection"
+        return ids
+
+    def do_watch(self, p: Parsed) -> None:
+        ids = self._conns(p.values.get("ID"))
+        if not self.console.is_terminal:
+            # Not a terminal (a script, a pipe): one snapshot, no live view.
+            self.console.print(views.watch_view(self._snapshot(ids), width=self.console.width))
+            return
+        from tcpsh.watch import run_watch
+
+        self._held = []
+        try:
+            run_watch(lambda: self._snapshot(ids), self.console)
+        finally:
+            held, self._held = self._held, None
+            for text in held:
+                self.console.print(f"[dim]*[/dim] {text}", highlight=False)
+
+    def _snapshot(self, ids: list[str]) -> list[tuple[str, Any]]:
+        wanted = set(ids)
+        return [(cid, st) for cid, st in self.stack.connections() if cid in wanted]
+
+    def do_trace(self, p: Parsed) -> None:
+        v = p.values
+        if self._trace is not None:
+            self.stack.untap(self._trace)
+            self._trace = None
+        if v["SWITCH"] == "off":
+            self.out("trace off")
+            return
+        only = v.get("ID")
+        if only is not None:
+            self.stack.status(only)  # raises with "no such connection"
+        pool = self.stack.pool
+
+        def tap(direction: str, src: Any, dst: Any, seg: TcpSegment, datagram: bytes) -> None:
+            # Runs with the pool lock held: look up the connection, format, print later.
+            if direction == "out":
+                conn = pool.find(seg.src_port, dst, seg.dst_port)
+            else:
+                conn = pool.find(seg.dst_port, src, seg.src_port)
+            if only is not None and (conn is None or conn.id != only):
+                return
+            seq_base = ack_base = None
+            if conn is not None and conn.tcb.state not in (State.SYN_SENT, State.LISTEN, State.CLOSED):
+                iss, irs = conn.tcb.iss, conn.tcb.irs
+                seq_base, ack_base = (iss, irs) if direction == "out" else (irs, iss)
+            line = views.trace_line(
+                time.monotonic() - self.started,
+                direction,
+                src,
+                dst,
+                seg,
+                seq_base=seq_base,
+                ack_base=ack_base,
+            )
+            self.stack.post(lambda: self.console.print(line, highlight=False))
+
+        self._trace = tap
+        self.stack.tap(tap)
+        self.out(f"trace on{' ' + only if only else ''}: < in, > out; seq and ack relative once synchronized")
+
+    def do_exchange(self, p: Parsed) -> None:
+        cid = p.values["ID"]
+        steps = self.stack.exchange(cid)
+        if not steps:
+            self.out(f"{cid}: no segments yet")
+            return
+        self.out(f"{cid}, as in RFC 9293 section 3.5: our state after each segment; --> sent, <-- received")
+        for n, (_, direction, state, seg, length) in enumerate(steps, 1):
+            self.out(views.exchange_line(n, direction, state, seg, length))
+
+    def do_capture(self, p: Parsed) -> None:
+        v = p.values
+        if v["ACTION"] == "stop":
+            if self._capture is None:
+                raise CommandError("capture: no capture is running")
+            self.out(f"capture stopped: {self._stop_capture()}")
+            return
+        if "FILE" not in v:
+            raise CommandError("capture start: missing FILE, for example capture start /tmp/run.pcap")
+        if self._capture is not None:
+            raise CommandError(f"capture: already writing {self._capture[0].path}; capture stop first")
+        path = Path(v["FILE"]).expanduser()
+        try:
+            writer = PcapWriter(path)
+        except OSError as e:
+            raise CommandError(f"capture: cannot write {path}: {e.strerror}") from None
+
+        def tap(direction: str, src: Any, dst: Any, seg: TcpSegment, datagram: bytes) -> None:
+            writer.write(bytes(datagram))
+
+        self._capture = (writer, tap)
+        self.stack.tap(tap)
+        self.out(f"capturing to {path}")
+
+    def _stop_capture(self) -> str:
+        assert self._capture is not None
+        writer, tap = self._capture
+        self.stack.untap(tap)
+        writer.close()
+        self._capture = None
+        return f"{writer.packets} packets in {writer.path}"
+
+    def close(self) -> None:
+        """Stop what the session started (trace, capture) before the stack goes."""
+        if self._trace is not None:
+            self.stack.untap(self._trace)
+            self._trace = None
+        if self._capture is not None:
+            self.out(f"capture stopped: {self._stop_capture()}")
 
     def do_wait(self, p: Parsed) -> None:
         v = p.values
@@ -274,82 +396,6 @@ def command_help(cmd: Command) -> Table:
     if cmd.aliases:
         t.add_row("  also", ", ".join(cmd.aliases))
     t.add_row("example", cmd.example)
-    return t
-
-
-def pool_table(conns: list[tuple[str, TcbStatus]]) -> Table:
-    t = Table(title="connections")
-    for col in (
-        "id",
-        "state",
-        "local",
-        "remote",
-        "snd.una",
-        "snd.nxt",
-        "snd.wnd",
-        "rcv.nxt",
-        "rcv.wnd",
-        "unacked",
-        "queued",
-        "readable",
-    ):
-        t.add_column(col, justify="right" if col not in ("id", "state", "local", "remote") else "left")
-    for cid, s in conns:
-        remote = f"{s.remote_addr or '*'}:{s.remote_port or '*'}"
-        t.add_row(
-            cid,
-            f"[{STATE_STYLE.get(s.state, 'white')}]{s.state}[/]",
-            f"{s.local_addr}:{s.local_port}",
-            remote,
-            str(s.snd_una),
-            str(s.snd_nxt),
-            str(s.snd_wnd),
-            str(s.rcv_nxt),
-            str(s.rcv_wnd),
-            str(s.send_unacked),
-            str(s.send_queued),
-            str(s.recv_queued),
-        )
-    if not conns:
-        t.caption = "no connections yet: try 'open HOST:PORT'"
-    return t
-
-
-def tcb_table(cid: str, s: TcbStatus) -> Table:
-    t = Table(title=f"{cid} {s.state}", show_header=False)
-    t.add_column("variable")
-    t.add_column("value", justify="right")
-    rows: list[tuple[str, Any]] = [
-        ("local", f"{s.local_addr}:{s.local_port}"),
-        ("remote", f"{s.remote_addr or '*'}:{s.remote_port or '*'}"),
-        ("ISS", s.iss),
-        ("SND.UNA", s.snd_una),
-        ("SND.NXT", s.snd_nxt),
-        ("SND.WND", s.snd_wnd),
-        ("SND.UP", s.snd_up),
-        ("SND.WL1", s.snd_wl1),
-        ("SND.WL2", s.snd_wl2),
-        ("IRS", s.irs),
-        ("RCV.NXT", s.rcv_nxt),
-        ("RCV.WND", s.rcv_wnd),
-        ("RCV.UP", s.rcv_up),
-        ("send MSS", s.snd_mss),
-        ("receive MSS", s.rcv_mss),
-        ("RTO", f"{s.rto:.3f} s"),
-        ("SRTT", "-" if s.srtt is None else f"{s.srtt * 1000:.2f} ms"),
-        ("RTTVAR", "-" if s.rttvar is None else f"{s.rttvar * 1000:.2f} ms"),
-        ("cwnd", s.cwnd),
-        ("ssthresh", s.ssthresh),
-        ("congestion control", s.cc),
-        ("send queued / unacked", f"{s.send_queued} / {s.send_unacked}"),
-        ("receive queued / out of order", f"{s.recv_queued} / {s.ooo_queued}"),
-        ("segments in / out", f"{s.segments_in} / {s.segments_out}"),
-        ("retransmissions", s.retransmissions),
-    ]
-    for name, left in s.timers.items():
-        rows.append((f"timer {name}", f"{left:.3f} s"))
-    for k, val in rows:
-        t.add_row(k, str(val))
     return t
 
 

@@ -121,7 +121,7 @@ def test_bad_ports_are_refused_with_a_clear_error():
 def test_closed_connection_leaves_the_demultiplexer():
     pool, wire = make_pool()
     conn = pool.open_active(PEER, 7, 0.0, local_port=40000)
-    pool.apply(conn, conn.tcb.abort(0.0))
+    pool.apply(conn, conn.tcb.abort(0.0), 0.0)
     wire.out.clear()
     pool.deliver(PEER, TcpSegment(7, 40000, seq=1, ack=7001, flags=Flags.ACK, window=100), 0.0)
     (seg, _), = wire.out
