@@ -24,7 +24,6 @@ lint: setup
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
 
-# Shell completion for the tcpsh command line, generated from its argument parser.
+# Shell completion for the tcpsh command line, generated from its argument parser (tcpsh/completion.py).
 completions: setup
-	$(VENV)/bin/shtab --shell=bash --prog tcpsh tcpsh.cli.build_parser > completions/tcpsh.bash
-	$(VENV)/bin/shtab --shell=zsh --prog tcpsh tcpsh.cli.build_parser > completions/_tcpsh
+	$(PY) -m tcpsh.completion completions

@@ -7,7 +7,7 @@
 
 
 
-_shtab_tcpsh_option_strings=(-h --help -c --lab --interface --address --firewall --lab-clean)
+_shtab_tcpsh_option_strings=(-h --help -c --lab --interface --address --firewall --lab-clean --no-color)
 
 
 
@@ -19,6 +19,7 @@ _shtab_tcpsh___help_nargs=0
 _shtab_tcpsh___lab_nargs=0
 _shtab_tcpsh___firewall_nargs=0
 _shtab_tcpsh___lab_clean_nargs=0
+_shtab_tcpsh___no_color_nargs=0
 
 
 # $1=COMP_WORDS[1]
