@@ -7,14 +7,21 @@ be a hidden failure (the suite-wide rule in tests/conftest.py says the same for 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
 from stack.firewall import FirewallError
 from stack.lab import Lab, LabUnavailable
+from stack.link.raw import RawLink
+from stack.runtime import Stack
+from stack.tcp import TcbConfig
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -72,3 +79,132 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.02)
+
+
+# -- the user-space Stack on a lab, and processes on the kernel's side (tests/interop/test_stack_*.py) --
+
+
+@pytest.fixture(scope="module")
+def stack_lab() -> Iterator[Lab]:
+    """A lab of the module's own, for tests that run the user-space Stack against the kernel's TCP."""
+    the_lab = make_lab()
+    try:
+        yield the_lab
+    finally:
+        the_lab.close()
+
+
+@pytest.fixture
+def lab_stack(stack_lab: Lab) -> Iterator[Stack]:
+    """A started Stack holding the lab's stack-side address, built as `tcpsh --lab` builds it.
+
+    RTO minimum 0.2 s (as Linux's) so that a lost segment costs little time. After the test every
+    connection still open is closed (aborted when the kernel does not answer within a second) and
+    the threads are stopped; the sockets go with them.
+    """
+    link = RawLink(stack_lab.stack_if, stack_lab.stack_addr, namespace=stack_lab.enter_stack_ns())
+    the_stack = Stack(link, config=TcbConfig(mtu=link.mtu, rto_min=0.2)).start()
+    try:
+        yield the_stack
+    finally:
+        try:
+            the_stack.shutdown(grace=1.0)
+        finally:
+            the_stack.stop()
+
+
+class KernelProcess:
+    """A process in the lab's kernel namespace whose stdout is read line by line, with timeouts."""
+
+    def __init__(self, lab: Lab, argv: Sequence[str]) -> None:
+        self.argv = list(argv)
+        self.proc: subprocess.Popen[bytes] = lab.run_in_kernel_ns(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self._buffer = b""
+
+    def _stderr(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return "(still running)"
+        return self.proc.stderr.read().decode(errors="replace").strip() or "(empty)"
+
+    def readline(self, timeout: float = 10.0) -> str:
+        """The next line of stdout, without its newline; fails the test on EOF or timeout."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"{self.argv[:3]}: no line on stdout within {timeout:g} s")
+            readable, _, _ = select.select([fd], [], [], left)
+            if not readable:
+                continue
+            piece = os.read(fd, 65536)
+            if not piece:
+                self.proc.wait(timeout=5)
+                pytest.fail(
+                    f"{self.argv[:3]} exited (status {self.proc.returncode}) before a full line; "
+                    f"stdout so far {self._buffer[:200]!r}; stderr: {self._stderr()}"
+                )
+            self._buffer += piece
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode(errors="replace")
+
+    def expect(self, prefix: str, timeout: float = 10.0) -> list[str]:
+        """Read the next line, check that it starts with `prefix`, return its words after the prefix."""
+        line = self.readline(timeout)
+        assert line.startswith(prefix), f"expected a line starting {prefix!r}, got {line!r}"
+        return line[len(prefix) :].split()
+
+    def rest(self) -> str:
+        """Everything left on stdout once the process has exited."""
+        assert self.proc.stdout is not None
+        return (self._buffer + self.proc.stdout.read()).decode(errors="replace")
+
+    def tell(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def wait(self, timeout: float = 10.0) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{self.argv[:3]} still running after {timeout:g} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+@pytest.fixture
+def kernel_process(stack_lab: Lab) -> Iterator[Callable[..., KernelProcess]]:
+    """Start processes in the kernel's namespace: `kernel_process(argv)`; killed after the test."""
+    started: list[KernelProcess] = []
+
+    def start(argv: Sequence[str]) -> KernelProcess:
+        proc = KernelProcess(stack_lab, argv)
+        started.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.stop()
+
+
+@pytest.fixture
+def kernel_python(kernel_process: Callable[..., KernelProcess]) -> Callable[..., KernelProcess]:
+    """Run a standalone Python program (its source text) in the kernel's namespace, with arguments."""
+
+    def start(source: str, *args: object) -> KernelProcess:
+        return kernel_process([sys.executable, "-I", "-c", source, *map(str, args)])
+
+    return start
