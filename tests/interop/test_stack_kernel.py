@@ -1,0 +1,869 @@
+"""The user-space Stack (stack.runtime) against the Linux kernel's TCP, in the lab.
+
+DESIGN.md, "Quality bars": interoperation is proven against the kernel's TCP, not only stack-to-stack.
+Each test drives the Stack through its user calls on the lab's stack side (198.18.0.1) and checks what a
+user would check on the kernel's side (198.18.0.2): the lab's services, curl, tcpdump, ss, and small
+standalone Python programs run in the kernel's namespace that report what their sockets saw.
+
+Network rule: traffic only to the addresses of the lab these tests build (198.18.0.0/15).
+No test sleeps in place of a condition: they wait on process output, on Stack.wait_state, on RECEIVE
+with a timeout, or on a segment seen through Stack.tap.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import http.client
+import io
+import json
+import random
+import re
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import dpkt
+import pytest
+
+from stack.lab import Lab
+from stack.runtime import Stack, StackError
+from stack.services import pattern, pattern_bytes, pattern_sha256
+from stack.tcp import State
+from stack.wire.tcp import Flags, TcpSegment
+from tests.interop.conftest import KernelProcess, wait_for
+
+pytestmark = pytest.mark.root
+
+KernelPython = Callable[..., KernelProcess]
+
+ECHO, DISCARD, HTTP = 7, 9, 80
+CLOSED_PORT = 6  # nothing listens there on the kernel's side
+BIG = 20_000_000
+
+
+# -- programs run in the kernel's namespace (standard library only) ---------------------------------------
+
+SINK_SERVER = r"""
+import hashlib, socket, sys
+addr, reply_len = sys.argv[1], int(sys.argv[2])
+srv = socket.create_server((addr, 0))
+print("READY", srv.getsockname()[1], flush=True)
+conn, peer = srv.accept()
+srv.close()
+h, n = hashlib.sha256(), 0
+while piece := conn.recv(1 << 16):
+    h.update(piece)
+    n += len(piece)
+print("EOF", n, h.hexdigest(), flush=True)
+if reply_len:
+    sys.stdin.readline()  # the test says when
+    conn.sendall(hashlib.shake_128(b"reply").digest(reply_len))
+    print("SENT", reply_len, flush=True)
+conn.close()
+"""
+"""Accept one connection, read it to end of stream hashing what came, print `EOF count sha256`;
+with a reply length, wait for a line on stdin, send that many bytes (shake_128(b"reply")), close."""
+
+SHUT_WR_SERVER = r"""
+import hashlib, socket, sys
+addr, greeting_len = sys.argv[1], int(sys.argv[2])
+srv = socket.create_server((addr, 0))
+print("READY", srv.getsockname()[1], flush=True)
+conn, peer = srv.accept()
+srv.close()
+conn.sendall(hashlib.shake_128(b"greeting").digest(greeting_len))
+conn.shutdown(socket.SHUT_WR)
+print("SHUT", flush=True)
+h, n = hashlib.sha256(), 0
+while piece := conn.recv(1 << 16):
+    h.update(piece)
+    n += len(piece)
+print("EOF", n, h.hexdigest(), flush=True)
+conn.close()
+"""
+"""Accept one connection, send a greeting, shut down the write side, then read to end of stream."""
+
+RESET_REPORTER = r"""
+import errno, socket, sys
+srv = socket.create_server((sys.argv[1], 0))
+print("READY", srv.getsockname()[1], flush=True)
+conn, peer = srv.accept()
+srv.close()
+print("GOT", conn.recv(100).decode(), flush=True)
+try:
+    n = 0
+    while piece := conn.recv(1 << 16):
+        n += len(piece)
+    print("EOF", n, flush=True)
+except OSError as e:
+    print("ERROR", errno.errorcode.get(e.errno, e.errno), flush=True)
+"""
+"""Accept one connection, print the first data, then report how reading ended: EOF or the errno."""
+
+RESETTING_SERVER = r"""
+import socket, struct, sys
+srv = socket.create_server((sys.argv[1], 0))
+print("READY", srv.getsockname()[1], flush=True)
+conn, peer = srv.accept()
+srv.close()
+print("GOT", conn.recv(100).decode(), flush=True)
+conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+conn.close()  # linger 0: the connection is aborted with a RST
+print("ABORTED", flush=True)
+"""
+
+ECHO_SERVER = r"""
+import socket, sys, threading
+srv = socket.create_server((sys.argv[1], 0), backlog=int(sys.argv[2]))
+print("READY", srv.getsockname()[1], flush=True)
+def echo(conn):
+    with conn:
+        while piece := conn.recv(1 << 16):
+            conn.sendall(piece)
+while True:
+    conn, peer = srv.accept()
+    threading.Thread(target=echo, args=(conn,), daemon=True).start()
+"""
+"""An echo server with a listen backlog as large as asked (the lab's services listen with Python's
+socketserver default of 5: fifty SYNs at once overflow it, and the kernel's SYN cookies then answer
+the second data segment of a connection whose handshake ACK it dropped with a RST)."""
+
+HTTP_CLIENT = r"""
+import http.client, json, sys
+conn = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=20)
+conn.request("GET", sys.argv[3], headers={"User-Agent": "kernel-side"})
+resp = conn.getresponse()
+body = resp.read()
+print(json.dumps({"status": resp.status, "reason": resp.reason,
+                  "headers": dict(resp.getheaders()), "body": body.decode("latin-1")}), flush=True)
+"""
+"""An HTTP/1.1 client on the kernel's TCP: GET a path, print status, headers and body as JSON."""
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One segment through Stack.tap, in order."""
+
+    direction: str  # "in" or "out"
+    src: IPv4Address
+    dst: IPv4Address
+    seg: TcpSegment
+    at: float
+
+
+class Trace:
+    """Every segment the stack sends or receives, with a way to wait for one."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.segments: list[Seen] = []
+        self._cv = threading.Condition()
+        stack.tap(self._tap)
+
+    def _tap(self, direction: str, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, *_: object) -> None:
+        # (*_: later versions of Stack.tap also pass the whole datagram)
+        with self._cv:
+            self.segments.append(Seen(direction, src, dst, seg, time.monotonic()))
+            self._cv.notify_all()
+
+    def wait_for(self, pred: Callable[[list[Seen]], object], timeout: float, what: str) -> object:
+        with self._cv:
+            result = self._cv.wait_for(lambda: pred(self.segments), timeout)
+        if not result:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}; trace:\n{self.dump()}")
+        return result
+
+    def dump(self) -> str:
+        with self._cv:
+            segments = list(self.segments)
+        t0 = segments[0].at if segments else 0.0
+        return "\n".join(describe(s, t0) for s in segments)
+
+
+def describe(s: Seen, t0: float = 0.0) -> str:
+    seg = s.seg
+    flags = "".join(
+        c
+        for c, f in zip(
+            "FSRPAU", (Flags.FIN, Flags.SYN, Flags.RST, Flags.PSH, Flags.ACK, Flags.URG), strict=True
+        )
+        if seg.flags & f
+    )
+    return (
+        f"{s.at - t0:8.4f} {s.direction:3} {s.src}:{seg.src_port} > {s.dst}:{seg.dst_port} [{flags}] "
+        f"seq={seg.seq} ack={seg.ack} win={seg.window} len={len(seg.payload)}"
+    )
+
+
+def receive_exactly(stack: Stack, cid: str, n: int, timeout: float = 10.0) -> bytes:
+    """RECEIVE until `n` octets have come (or the stream ends)."""
+    out = bytearray()
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        piece = stack.receive(cid, n - len(out), timeout=max(0.01, deadline - time.monotonic()))
+        if not piece:
+            break
+        out += piece
+    return bytes(out)
+
+
+def receive_to_end(stack: Stack, cid: str, timeout: float = 30.0) -> bytes:
+    """RECEIVE until the end of the stream (RECEIVE returns b"")."""
+    out = bytearray()
+    deadline = time.monotonic() + timeout
+    while piece := stack.receive(cid, 1 << 20, timeout=max(0.01, deadline - time.monotonic())):
+        out += piece
+    return bytes(out)
+
+
+def split_http(raw: bytes) -> http.client.HTTPResponse:
+    """Parse a whole HTTP/1.1 response with the standard library's parser."""
+
+    class _Raw:
+        def makefile(self, mode: str) -> io.BytesIO:
+            return io.BytesIO(raw)
+
+    response = http.client.HTTPResponse(_Raw())  # type: ignore[arg-type]
+    response.begin()
+    return response
+
+
+def http_get(stack: Stack, lab: Lab, path: str) -> tuple[str, bytes]:
+    """GET `path` from the kernel's HTTP service over the stack; returns (id, whole response)."""
+    cid = stack.open(lab.kernel_addr, HTTP, timeout=5)
+    request = f"GET {path} HTTP/1.1\r\nHost: {lab.kernel_addr}\r\nConnection: close\r\n\r\n"
+    stack.send(cid, request.encode(), push=True)
+    return cid, receive_to_end(stack, cid)
+
+
+def serve_http_once(stack: Stack, cid: str, response: bytes, timeout: float = 10.0) -> bytes:
+    """On a listening connection: wait for a client, read its request head, answer, close."""
+    assert stack.wait_state(cid, State.ESTABLISHED, timeout), f"no client came: {stack.status(cid).state}"
+    request = bytearray()
+    while b"\r\n\r\n" not in request:
+        piece = stack.receive(cid, 65536, timeout=timeout)
+        assert piece, f"the client closed after {bytes(request)!r}"
+        request += piece
+    stack.send(cid, response, push=True)
+    stack.close(cid)
+    return bytes(request)
+
+
+def kernel_ns_run(lab: Lab, argv: list[str], stdin: str | None = None, timeout: float = 10.0) -> str:
+    """Run a command in the kernel's namespace to completion; its stdout (fails on a non-zero status)."""
+    proc = lab.run_in_kernel_ns(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(stdin.encode() if stdin else None, timeout=timeout)
+    assert proc.returncode == 0, f"{argv}: status {proc.returncode}: {err.decode(errors='replace')}"
+    return out.decode()
+
+
+def kernel_sockets(lab: Lab, state: str, stack_port: int) -> list[str]:
+    """The kernel's TCP sockets in `state` (ss's spelling) whose peer is the stack's `stack_port`."""
+    out = kernel_ns_run(lab, ["ss", "-Htn", "state", state, "dport", "=", f":{stack_port}"])
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def no_internal_errors(stack: Stack) -> None:
+    assert stack.errors == [], f"the stack's threads reported errors: {stack.errors}"
+
+
+# -- data through the kernel's services ------------------------------------------------------------------
+
+
+def test_echo_round_trip(lab_stack: Stack, stack_lab: Lab) -> None:
+    stack = lab_stack
+    cid = stack.open(stack_lab.kernel_addr, ECHO, timeout=5)
+    status = stack.status(cid)
+    assert status.state is State.ESTABLISHED
+    assert (status.remote_addr, status.remote_port) == (stack_lab.kernel_addr, ECHO)
+    wait_for(
+        lambda: bool(kernel_sockets(stack_lab, "established", status.local_port)),
+        5,
+        "the kernel's side to be ESTABLISHED",
+    )
+
+    message = b"hello, Linux: this is tcpsh\r\n"
+    assert stack.send(cid, message, push=True) == len(message)
+    assert receive_exactly(stack, cid, len(message)) == message
+
+    stack.close(cid)
+    # The echo service closes when it reads our FIN; its FIN brings us to TIME-WAIT.
+    assert stack.wait_state(cid, State.TIME_WAIT, 5), stack.status(cid).state
+    assert stack.receive(cid, 100, timeout=1) == b""
+    wait_for(lambda: not kernel_sockets(stack_lab, "all", status.local_port), 5, "the kernel to forget it")
+    no_internal_errors(stack)
+
+
+def test_http_get_index(lab_stack: Stack, stack_lab: Lab) -> None:
+    cid, raw = http_get(lab_stack, stack_lab, "/")
+    response = split_http(raw)
+    body = response.read()
+    assert response.status == 200, raw[:200]
+    assert int(response.getheader("Content-Length", "-1")) == len(body)
+    assert response.getheader("Content-Type", "").startswith("text/html")
+    assert b"<title>tcpsh lab</title>" in body and str(stack_lab.kernel_addr).encode() in body
+    # The same page as the kernel's own TCP gets it (curl inside the kernel's namespace).
+    curl = ["curl", "--silent", "--show-error", "--noproxy", "*", "--max-time", "10"]
+    assert body == kernel_ns_run(stack_lab, [*curl, f"http://{stack_lab.kernel_addr}/"]).encode()
+    # The server closed first (Connection: close): we are in CLOSE-WAIT until we close too.
+    assert lab_stack.status(cid).state is State.CLOSE_WAIT
+    lab_stack.close(cid)
+    assert lab_stack.wait_state(cid, State.CLOSED, 5), lab_stack.status(cid).state
+
+
+def test_http_get_bytes_by_hash(lab_stack: Stack, stack_lab: Lab) -> None:
+    n = 1_000_003
+    cid, raw = http_get(lab_stack, stack_lab, f"/bytes/{n}")
+    lab_stack.close(cid)
+    response = split_http(raw)
+    body = response.read()
+    assert response.status == 200
+    assert int(response.getheader("Content-Length", "-1")) == n
+    assert len(body) == n
+    assert hashlib.sha256(body).hexdigest() == pattern_sha256(n)
+
+
+def test_open_to_closed_port_is_refused(lab_stack: Stack, stack_lab: Lab) -> None:
+    with pytest.raises(StackError, match="refused"):
+        lab_stack.open(stack_lab.kernel_addr, CLOSED_PORT, timeout=5)
+    # Refused is refused: the stack is no worse for it.
+    cid = lab_stack.open(stack_lab.kernel_addr, ECHO, timeout=5)
+    lab_stack.send(cid, b"still here", push=True)
+    assert receive_exactly(lab_stack, cid, 10) == b"still here"
+
+
+def test_fifty_connections_at_once_each_gets_its_own_bytes(
+    lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython
+) -> None:
+    stack = lab_stack
+    count = 50
+    server = kernel_python(ECHO_SERVER, stack_lab.kernel_addr, 128)
+    (echo_port,) = server.expect("READY ")
+    cids = [stack.open(stack_lab.kernel_addr, int(echo_port), wait=False) for _ in range(count)]
+    for cid in cids:
+        assert stack.wait_state(cid, State.ESTABLISHED, 10), f"{cid}: {stack.status(cid).state}"
+    ports = {stack.status(cid).local_port for cid in cids}
+    assert len(ports) == count, "two connections share a local port"
+
+    payloads = {
+        cid: f"<{cid} #{i}>".encode() + hashlib.shake_128(f"payload {i}".encode()).digest(500 + 211 * i)
+        for i, cid in enumerate(cids)
+    }
+    for cid, data in payloads.items():  # every connection has data in flight before any is read
+        assert stack.send(cid, data, push=True) == len(data)
+    for cid, data in reversed(payloads.items()):
+        got = receive_exactly(stack, cid, len(data), timeout=15)
+        assert got == data, f"{cid}: {len(got)} octets back, first {got[:20]!r}, want {data[:20]!r}"
+    # All fifty are open at once on the kernel's side too.
+    established = kernel_ns_run(
+        stack_lab, ["ss", "-Htn", "state", "established", "sport", "=", f":{echo_port}"]
+    )
+    assert {int(line.split()[-1].rpartition(":")[2]) for line in established.splitlines()} >= ports
+    for cid in cids:
+        stack.close(cid)
+    for cid in cids:
+        assert stack.wait_state(cid, State.TIME_WAIT, 10), f"{cid}: {stack.status(cid).state}"
+    no_internal_errors(stack)
+
+
+# -- the kernel as the client ----------------------------------------------------------------------------
+
+
+def fixed_response(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\n"
+        b"Content-Type: text/plain\r\n"
+        + f"Content-Length: {len(body)}\r\n".encode()
+        + b"Connection: close\r\n\r\n"
+        + body
+    )
+
+
+def test_curl_fetches_from_a_passive_open(lab_stack: Stack, stack_lab: Lab) -> None:
+    stack = lab_stack
+    cid = stack.listen(8080)
+    assert stack.status(cid).state is State.LISTEN
+    body = b"served by tcpsh, a TCP in user space\n" * 100
+    response = fixed_response(body)
+    curl = stack_lab.run_in_kernel_ns(
+        [
+            "curl",
+            "--silent",
+            "--show-error",
+            "--include",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "20",
+            f"http://{stack_lab.stack_addr}:8080/hello",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        request = serve_http_once(stack, cid, response)
+        out, err = curl.communicate(timeout=20)
+    finally:
+        if curl.poll() is None:
+            curl.kill()
+            curl.wait()
+    assert curl.returncode == 0, err.decode(errors="replace")
+    assert out == response
+    assert request.startswith(b"GET /hello HTTP/1.1\r\n")
+    assert b"\r\nHost: " + str(stack_lab.stack_addr).encode() + b":8080\r\n" in request
+    status = stack.status(cid)
+    assert (status.remote_addr, status.passive) == (stack_lab.kernel_addr, True)
+    # We closed first (after the response), curl closed on reading it: TIME-WAIT is ours.
+    assert stack.wait_state(cid, State.TIME_WAIT, 5), stack.status(cid).state
+    no_internal_errors(stack)
+
+
+def test_python_client_fetches_from_a_passive_open(
+    lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython
+) -> None:
+    stack = lab_stack
+    cid = stack.listen(8081)
+    body = hashlib.shake_128(b"body").digest(150_000).hex().encode()  # 300 kB: many windows
+    client = kernel_python(HTTP_CLIENT, stack_lab.stack_addr, 8081, "/python")
+    request = serve_http_once(stack, cid, fixed_response(body))
+    report = json.loads(client.readline(timeout=20))
+    assert client.wait() == 0
+    assert report["status"] == 200 and report["reason"] == "OK"
+    assert report["headers"]["Content-Length"] == str(len(body))
+    assert report["body"].encode("latin-1") == body
+    assert request.startswith(b"GET /python HTTP/1.1\r\n") and b"User-Agent: kernel-side" in request
+    assert stack.wait_state(cid, State.TIME_WAIT, 5), stack.status(cid).state
+
+
+# -- closing: half-close both ways, abort, reset, TIME-WAIT ----------------------------------------------
+
+
+def test_stack_closes_first_and_still_receives_in_fin_wait_2(
+    lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython
+) -> None:
+    stack = lab_stack
+    reply_len = 300_000
+    server = kernel_python(SINK_SERVER, stack_lab.kernel_addr, reply_len)
+    (port,) = server.expect("READY ")
+    cid = stack.open(stack_lab.kernel_addr, int(port), timeout=5)
+    request = hashlib.shake_128(b"request").digest(50_000)
+    stack.send(cid, request)
+    stack.close(cid)
+
+    count, digest = server.expect("EOF ")  # the kernel read our FIN as end of stream
+    assert (int(count), digest) == (len(request), hashlib.sha256(request).hexdigest())
+    assert stack.wait_state(cid, State.FIN_WAIT_2, 5), stack.status(cid).state
+
+    server.tell("go")  # only now does the kernel send: all of it arrives in FIN-WAIT-2
+    data = receive_to_end(stack, cid)
+    assert len(data) == reply_len
+    assert data == hashlib.shake_128(b"reply").digest(reply_len)
+    assert server.expect("SENT ") == [str(reply_len)]
+    assert server.wait() == 0
+    assert stack.wait_state(cid, State.TIME_WAIT, 5), stack.status(cid).state
+    no_internal_errors(stack)
+
+
+def test_kernel_shuts_down_writing_first_and_still_receives(
+    lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython
+) -> None:
+    stack = lab_stack
+    greeting_len = 100_000
+    server = kernel_python(SHUT_WR_SERVER, stack_lab.kernel_addr, greeting_len)
+    (port,) = server.expect("READY ")
+    cid = stack.open(stack_lab.kernel_addr, int(port), timeout=5)
+
+    greeting = receive_to_end(stack, cid)
+    assert greeting == hashlib.shake_128(b"greeting").digest(greeting_len)
+    assert stack.receive(cid, 100, timeout=1) == b""  # the end of the stream, again
+    assert stack.status(cid).state is State.CLOSE_WAIT
+    server.expect("SHUT")
+
+    reply = hashlib.shake_128(b"half-closed reply").digest(400_000)
+    assert stack.send(cid, reply, push=True) == len(reply)
+    stack.close(cid)
+    count, digest = server.expect("EOF ")
+    assert (int(count), digest) == (len(reply), hashlib.sha256(reply).hexdigest())
+    assert server.wait() == 0
+    assert stack.wait_state(cid, State.CLOSED, 5), stack.status(cid).state  # LAST-ACK, then CLOSED
+    no_internal_errors(stack)
+
+
+def test_abort_resets_the_kernel_side(lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython) -> None:
+    stack = lab_stack
+    server = kernel_python(RESET_REPORTER, stack_lab.kernel_addr)
+    (port,) = server.expect("READY ")
+    cid = stack.open(stack_lab.kernel_addr, int(port), timeout=5)
+    stack.send(cid, b"ping", push=True)
+    assert server.expect("GOT ") == ["ping"]
+
+    stack.abort(cid)
+    assert server.expect("ERROR ") == [errno.errorcode[errno.ECONNRESET]]
+    assert stack.status(cid).state is State.CLOSED
+    with pytest.raises(StackError):
+        stack.send(cid, b"after abort")
+    local_port = stack.status(cid).local_port
+    assert not kernel_sockets(stack_lab, "all", local_port)
+
+
+def test_kernel_reset_is_reported_to_the_user(
+    lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython
+) -> None:
+    stack = lab_stack
+    server = kernel_python(RESETTING_SERVER, stack_lab.kernel_addr)
+    (port,) = server.expect("READY ")
+    cid = stack.open(stack_lab.kernel_addr, int(port), timeout=5)
+    stack.send(cid, b"ping", push=True)
+    assert server.expect("GOT ") == ["ping"]
+    server.expect("ABORTED")
+    with pytest.raises(StackError, match="reset"):
+        stack.receive(cid, 100, timeout=5)
+    assert stack.status(cid).state is State.CLOSED
+
+
+def test_time_wait_acknowledges_a_retransmitted_fin(lab_stack: Stack, stack_lab: Lab) -> None:
+    """RFC 9293 3.10.7.4, TIME-WAIT: a retransmitted FIN is acknowledged and 2 MSL restarts.
+
+    The stack's ACK of the kernel's FIN is lost once: an nftables rule in the kernel's namespace drops
+    it on arrival (INPUT hook, before the kernel's TCP sees it), so the kernel, in LAST-ACK, sends its
+    FIN again. (Dropping it in the stack's namespace's OUTPUT hook works too, but makes the raw
+    socket's sendto fail with EPERM instead of losing the segment on the wire.)
+    """
+    stack = lab_stack
+    trace = Trace(stack)
+    cid = stack.open(stack_lab.kernel_addr, ECHO, timeout=5)
+    stack.send(cid, b"x", push=True)
+    assert receive_exactly(stack, cid, 1) == b"x"
+    status = stack.status(cid)
+    port, fin_seq = status.local_port, status.rcv_nxt  # the kernel's FIN will take sequence number rcv_nxt
+
+    table = f"tcpsh_test_{port}"
+    kernel_ns_run(
+        stack_lab,
+        ["nft", "-f", "-"],
+        stdin=(
+            f"table ip {table} {{\n"
+            f"  chain in {{\n"
+            f"    type filter hook input priority 0; policy accept;\n"
+            f"    ip saddr {stack_lab.stack_addr} tcp sport {port} tcp dport {ECHO} "
+            f"tcp ackseq {(fin_seq + 1) % 2**32} tcp flags == ack counter drop\n"
+            f"  }}\n"
+            f"}}\n"
+        ),
+    )
+
+    def dropped() -> int:
+        text = kernel_ns_run(stack_lab, ["nft", "list", "table", "ip", table])
+        match = re.search(r"counter packets (\d+)", text)
+        return int(match.group(1)) if match else 0
+
+    try:
+        stack.close(cid)
+        assert stack.wait_state(cid, State.TIME_WAIT, 5), f"{stack.status(cid).state}\n{trace.dump()}"
+        wait_for(lambda: dropped() >= 1, 5, "the firewall to drop the ACK of the kernel's FIN")
+        first_deadline = time.monotonic() + stack.status(cid).timers["time-wait"]
+        assert kernel_sockets(stack_lab, "last-ack", port), "the kernel should still wait for our ACK"
+    finally:
+        kernel_ns_run(stack_lab, ["nft", "delete", "table", "ip", table])
+
+    def fins(segments: list[Seen]) -> list[int]:
+        return [i for i, s in enumerate(segments) if s.direction == "in" and s.seg.flags & Flags.FIN]
+
+    def acked_again(segments: list[Seen]) -> bool:
+        found = fins(segments)
+        return len(found) >= 2 and any(
+            s.direction == "out" and s.seg.flags & Flags.ACK and s.seg.ack == (fin_seq + 1) % 2**32
+            for s in segments[found[1] + 1 :]
+        )
+
+    trace.wait_for(acked_again, 10, "the kernel's FIN again and the stack's ACK of it")
+    first, second = (trace.segments[i].seg for i in fins(trace.segments)[:2])
+    assert first.seq == second.seq == fin_seq, trace.dump()
+    assert stack.status(cid).state is State.TIME_WAIT
+    second_deadline = time.monotonic() + stack.status(cid).timers["time-wait"]
+    assert second_deadline > first_deadline + 0.1, "2 MSL was not restarted by the retransmitted FIN"
+    wait_for(lambda: not kernel_sockets(stack_lab, "last-ack", port), 5, "the kernel to get our ACK")
+    assert not any(s.seg.flags & Flags.RST for s in trace.segments), trace.dump()
+    no_internal_errors(stack)
+
+
+# -- bulk: 20 MB each way, by hash ---------------------------------------------------------------------
+
+
+def upload(stack: Stack, lab: Lab, kernel_python: KernelPython, n: int) -> tuple[int, str]:
+    """Send the /bytes pattern's first `n` octets to a kernel-side sink; return its count and hash."""
+    server = kernel_python(SINK_SERVER, lab.kernel_addr, 0)
+    (port,) = server.expect("READY ")
+    cid = stack.open(lab.kernel_addr, int(port), timeout=5)
+    for piece in pattern(n):
+        stack.send(cid, piece, timeout=30)
+    stack.close(cid)
+    count, digest = server.expect("EOF ", timeout=60)
+    assert server.wait() == 0
+    assert stack.wait_state(cid, State.TIME_WAIT, 10), stack.status(cid).state
+    return int(count), digest
+
+
+def download(stack: Stack, lab: Lab, n: int) -> tuple[int, str]:
+    """GET /bytes/N from the kernel's HTTP service, hashing the body as it comes."""
+    cid = stack.open(lab.kernel_addr, HTTP, timeout=5)
+    stack.send(cid, f"GET /bytes/{n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(), push=True)
+    head = bytearray()
+    while b"\r\n\r\n" not in head:
+        piece = stack.receive(cid, 65536, timeout=10)
+        assert piece, f"the server closed after {bytes(head)!r}"
+        head += piece
+    head, _, first = bytes(head).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") or head.startswith(b"HTTP/1.0 200 "), head
+    assert f"\r\nContent-Length: {n}".encode() in head, head
+    digest = hashlib.sha256(first)
+    count = len(first)
+    deadline = time.monotonic() + 60
+    while piece := stack.receive(cid, 1 << 20, timeout=max(0.01, deadline - time.monotonic())):
+        digest.update(piece)
+        count += len(piece)
+    stack.close(cid)
+    assert stack.wait_state(cid, State.CLOSED, 10), stack.status(cid).state
+    return count, digest.hexdigest()
+
+
+def test_20mb_stack_to_kernel(lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython) -> None:
+    assert upload(lab_stack, stack_lab, kernel_python, BIG) == (BIG, pattern_sha256(BIG))
+    no_internal_errors(lab_stack)
+
+
+def test_20mb_kernel_to_stack(lab_stack: Stack, stack_lab: Lab) -> None:
+    assert download(lab_stack, stack_lab, BIG) == (BIG, pattern_sha256(BIG))
+    no_internal_errors(lab_stack)
+
+
+def test_20mb_each_way_at_once(lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython) -> None:
+    """An upload and a download on two connections at the same time, from two threads."""
+    results: dict[str, object] = {}
+
+    def run(name: str, fn: Callable[[], tuple[int, str]]) -> None:
+        try:
+            results[name] = fn()
+        except BaseException as e:  # reported by the main thread
+            results[name] = e
+
+    threads = [
+        threading.Thread(target=run, args=("up", lambda: upload(lab_stack, stack_lab, kernel_python, BIG))),
+        threading.Thread(target=run, args=("down", lambda: download(lab_stack, stack_lab, BIG))),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert not any(t.is_alive() for t in threads), "a transfer did not finish within 90 s"
+    expected = (BIG, pattern_sha256(BIG))
+    for name in ("up", "down"):
+        if isinstance(results[name], BaseException):
+            raise results[name]  # type: ignore[misc]
+        assert results[name] == expected, name
+    no_internal_errors(lab_stack)
+
+
+def test_echo_sends_and_receives_concurrently_on_one_connection(lab_stack: Stack, stack_lab: Lab) -> None:
+    """5 MB through the kernel's echo: one thread SENDs while another RECEIVEs on the same connection.
+
+    Neither could finish alone: the echo stops reading once what it sends back is not being read.
+    """
+    stack = lab_stack
+    n = 5_000_000
+    data = pattern_bytes(n)
+    cid = stack.open(stack_lab.kernel_addr, ECHO, timeout=5)
+    failure: list[BaseException] = []
+
+    def sender() -> None:
+        try:
+            stack.send(cid, data, timeout=60)
+            stack.close(cid)
+        except BaseException as e:
+            failure.append(e)
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    got = receive_to_end(stack, cid, timeout=60)
+    thread.join(60)
+    assert not failure, failure
+    assert len(got) == n
+    assert hashlib.sha256(got).hexdigest() == pattern_sha256(n)
+    assert stack.wait_state(cid, State.TIME_WAIT, 10), stack.status(cid).state
+    no_internal_errors(stack)
+
+
+# -- what the wire shows -------------------------------------------------------------------------------
+
+
+def tcp_checksum_ok(ip_raw: bytes) -> bool:
+    """The TCP checksum of an IPv4 datagram, checked with dpkt's Internet checksum (independent of ours)."""
+    ihl = (ip_raw[0] & 0x0F) * 4
+    (total,) = struct.unpack_from("!H", ip_raw, 2)
+    tcp = ip_raw[ihl:total]
+    pseudo = ip_raw[12:16] + ip_raw[16:20] + struct.pack("!BBH", 0, 6, len(tcp))
+    return dpkt.in_cksum(pseudo + tcp) == 0
+
+
+def test_capture_of_a_clean_session(
+    lab_stack: Stack, stack_lab: Lab, kernel_process: Callable[..., KernelProcess], tmp_path: Path
+) -> None:
+    stack = lab_stack
+    pcap = tmp_path / "session.pcap"
+    argv = [
+        "tcpdump",
+        "--immediate-mode",
+        "-n",
+        "-U",
+        "-Z",
+        "root",
+        "-i",
+        stack_lab.kernel_if,
+        "-w",
+        str(pcap),
+    ]
+    tcpdump = kernel_process(["sh", "-c", 'exec "$@" 2>&1', "tcpdump", *argv])  # its stderr, line by line
+    try:
+        wait_until = time.monotonic() + 10
+        while "listening on" not in tcpdump.readline(timeout=max(0.01, wait_until - time.monotonic())):
+            pass
+
+        cid = stack.open(stack_lab.kernel_addr, ECHO, timeout=5)
+        port = stack.status(cid).local_port
+        message = b"a clean session, start to end " * 200
+        stack.send(cid, message, push=True)
+        assert receive_exactly(stack, cid, len(message)) == message
+        stack.close(cid)
+        assert stack.wait_state(cid, State.TIME_WAIT, 5)
+        wait_for(lambda: not kernel_sockets(stack_lab, "all", port), 5, "the kernel to close its side")
+    finally:
+        tcpdump.proc.send_signal(signal.SIGINT)  # tcpdump writes out what it holds and exits
+        assert tcpdump.wait(timeout=10) == 0
+    (dropped,) = re.findall(r"^(\d+) packets dropped by kernel$", tcpdump.rest(), re.M)
+    assert dropped == "0", "tcpdump missed packets"
+
+    ours: list[tuple[bytes, dpkt.tcp.TCP]] = []
+    theirs: list[tuple[bytes, dpkt.tcp.TCP]] = []
+    payload_out, payload_in = bytearray(), bytearray()
+    with pcap.open("rb") as f:
+        for _ts, frame in dpkt.pcap.Reader(f):
+            eth = dpkt.ethernet.Ethernet(frame)
+            if not isinstance(eth.data, dpkt.ip.IP) or not isinstance(eth.data.data, dpkt.tcp.TCP):
+                continue
+            ip, tcp = eth.data, eth.data.data
+            ip_raw = frame[14 : 14 + ip.len]
+            if socket.inet_ntoa(ip.src) == str(stack_lab.stack_addr) and tcp.sport == port:
+                ours.append((ip_raw, tcp))
+                payload_out += tcp.data
+            elif socket.inet_ntoa(ip.src) == str(stack_lab.kernel_addr) and tcp.dport == port:
+                theirs.append((ip_raw, tcp))
+                payload_in += tcp.data
+
+    assert ours and theirs, f"nothing captured for port {port}"
+    for ip_raw, tcp in ours:
+        assert dpkt.in_cksum(ip_raw[: (ip_raw[0] & 0x0F) * 4]) == 0, "bad IPv4 header checksum"
+        assert tcp_checksum_ok(ip_raw), f"bad TCP checksum on segment seq={tcp.seq} flags={tcp.flags:#x}"
+    everything = [tcp for _, tcp in ours + theirs]
+    assert not [t for t in everything if t.flags & dpkt.tcp.TH_RST], "a RST in a session that closed cleanly"
+    for side in (ours, theirs):
+        assert sum(1 for _, t in side if t.flags & dpkt.tcp.TH_SYN) == 1
+        assert sum(1 for _, t in side if t.flags & dpkt.tcp.TH_FIN) == 1
+    assert bytes(payload_out) == message and bytes(payload_in) == message
+    assert ours[-1][1].flags == dpkt.tcp.TH_ACK  # the last word is our ACK of the kernel's FIN
+
+
+# -- bad input from the wire -------------------------------------------------------------------------
+
+
+def tcp_header(sport: int, dport: int, seq: int, ack: int, offset: int, flags: int, checksum: int) -> bytes:
+    return struct.pack("!HHIIBBHHH", sport, dport, seq, ack, offset << 4, flags, 65535, checksum, 0)
+
+
+def ipv4_header(
+    src: IPv4Address,
+    dst: IPv4Address,
+    payload_len: int,
+    *,
+    ihl: int = 5,
+    total: int | None = None,
+    version: int = 4,
+    good_checksum: bool = True,
+) -> bytes:
+    total_length = 20 + payload_len if total is None else total
+    header = struct.pack(
+        "!BBHHHBBH4s4s", (version << 4) | ihl, 0, total_length, 1, 0x4000, 64, 6, 0, src.packed, dst.packed
+    )
+    checksum = dpkt.in_cksum(header)
+    if not good_checksum:
+        checksum ^= 0x5A5A
+    return header[:10] + struct.pack("!H", checksum) + header[12:]
+
+
+def test_bad_packets_do_not_stop_the_receive_thread(lab_stack: Stack, stack_lab: Lab) -> None:
+    stack = lab_stack
+    rng = random.Random(9293)
+    cid = stack.open(stack_lab.kernel_addr, ECHO, timeout=5)
+    stack.send(cid, b"before", push=True)
+    assert receive_exactly(stack, cid, 6) == b"before"
+    status = stack.status(cid)
+    before = stack.counters.bad_packets
+    datagrams_before = stack.counters.datagrams_in
+
+    # TCP from the kernel's namespace (the kernel writes a correct IPv4 header around it).
+    tcp_garbage: list[bytes] = []
+    tcp_garbage += [rng.randbytes(n) for n in range(1, 20)]  # shorter than a TCP header
+    tcp_garbage += [tcp_header(40000, 7777, 1, 0, off, 0x02, 0) for off in range(5)]  # offset below 5
+    tcp_garbage += [tcp_header(40000, 7777, 1, 0, 15, 0x02, 0) + b"\x01" * 8]  # offset past the end
+    # In the connection's own window and 4-tuple, but with a wrong checksum: never to be delivered.
+    evil = tcp_header(ECHO, status.local_port, status.rcv_nxt, status.snd_nxt, 5, 0x18, 0xBAD) + b"EVIL"
+    tcp_garbage += [evil] * 3
+    tcp_garbage += [rng.randbytes(rng.randrange(20, 120)) for _ in range(200)]  # random: checksums wrong
+    surely_bad = 19 + 5 + 1 + 3
+
+    # IPv4 itself malformed, as whole frames through a packet socket to the stack's MAC address.
+    src, dst = stack_lab.kernel_addr, stack_lab.stack_addr
+    body = tcp_header(40000, 7777, 1, 0, 5, 0x02, 0)
+    ip_garbage = [
+        ipv4_header(src, dst, len(body), ihl=4) + body,  # IHL below 5
+        ipv4_header(src, dst, len(body), ihl=15) + body,  # IHL past the datagram
+        ipv4_header(src, dst, len(body), total=1400) + body,  # total length past the frame
+        ipv4_header(src, dst, len(body), total=10) + body,  # total length below the header
+        ipv4_header(src, dst, len(body), version=6) + body,  # not version 4
+        ipv4_header(src, dst, len(body), good_checksum=False) + body,  # header checksum wrong
+    ]
+
+    with stack_lab.enter_kernel_ns():
+        raw_tcp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+        packet = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+    with raw_tcp, packet:
+        for datagram in tcp_garbage:
+            raw_tcp.sendto(datagram, (str(dst), 0))
+        mac = bytes.fromhex(stack_lab.stack_mac.replace(":", ""))
+        for datagram in ip_garbage:
+            packet.sendto(datagram, (stack_lab.kernel_if, 0x0800, 0, 0, mac))
+    sent = len(tcp_garbage) + len(ip_garbage)
+    wait_for(lambda: stack.counters.datagrams_in >= datagrams_before + sent, 10, "the stack to read them all")
+
+    assert stack.counters.bad_packets - before >= surely_bad + len(ip_garbage), stack.counters
+    # The connection never saw EVIL: what comes back is exactly what we send.
+    stack.send(cid, b"after", push=True)
+    assert receive_exactly(stack, cid, 5) == b"after"
+    assert stack.status(cid).state is State.ESTABLISHED
+    # And a new connection works as well as ever.
+    other = stack.open(stack_lab.kernel_addr, ECHO, timeout=5)
+    stack.send(other, b"a new connection", push=True)
+    assert receive_exactly(stack, other, 16) == b"a new connection"
+    for c in (cid, other):
+        stack.close(c)
+        assert stack.wait_state(c, State.TIME_WAIT, 5)
+    no_internal_errors(stack)
