@@ -14,6 +14,7 @@ P = "tests/core/test_properties.py::"
 W = "tests/wire/test_tcp.py::"
 POOL = "tests/core/test_pool.py::"
 ISN = "tests/core/test_isn.py::"
+K = "tests/interop/test_stack_kernel.py::"
 SC2 = "tests/core/test_segments_calls.py::"
 TCB = "stack/tcp/tcb.py"
 OPEN = ("open", "open")
@@ -62,8 +63,8 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "MUST-65": (f"{TCB} `Tcb._emit`: options only from `_syn_options` on SYNs", f"{P}test_exact_stream_both_ways_and_clean_close"),
     "MUST-67": ("stack/tcp/config.py `TcbConfig.mss_to_advertise` = MTU - 40 = MMS_R - 20", f"{S}test_open_active_sends_syn"),
     "MUST-69": ("stack/wire/tcp.py `build_options` pads with zeros", f"{W}test_must69_padding_is_zeros"),
-    "MUST-2": ("stack/wire/tcp.py `build_tcp`, stack/wire/checksum.py", "tests/wire/test_oracle.py::test_dpkt_reads_our_tcp"),
-    "MUST-3": ("stack/wire/tcp.py `parse_tcp(src, dst)`; stack/runtime.py checks every segment whose checksum the link did not vouch for", f"{W}test_single_flipped_bit_is_detected"),
+    "MUST-2": ("stack/wire/tcp.py `build_tcp`, stack/wire/checksum.py", f"tests/wire/test_oracle.py::test_dpkt_reads_our_tcp, {K}test_capture_of_a_clean_session"),
+    "MUST-3": ("stack/wire/tcp.py `parse_tcp(src, dst)`; stack/runtime.py checks every segment whose checksum the link did not vouch for", f"{W}test_single_flipped_bit_is_detected, {K}test_bad_packets_do_not_stop_the_receive_thread"),
     "MUST-8": ("stack/tcp/isn.py `Rfc6528Isn`: M, a 4 us clock", f"{ISN}test_isn_advances_with_a_4_microsecond_clock"),
     "SHLD-1": ("stack/tcp/isn.py `Rfc6528Isn`: keyed BLAKE2b of the 4-tuple (RFC 6528)", f"{ISN}test_isn_depends_on_every_part_of_the_four_tuple"),
     "MUST-9": ("stack/tcp/isn.py: 16-byte random key per stack, never exposed", f"{ISN}test_isn_cannot_be_predicted_without_the_key"),
@@ -71,15 +72,15 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "MUST-11": (f"{TCB} `Tcb.from_listen`", f"{S}test_syn_received_from_listen_rst_returns_to_listen, {S}test_syn_received_from_syn_sent_rst_refuses"),
     "MUST-41": ("stack/host.py `Pool._listener_for`: each passive OPEN is its own TCB", f"{POOL}test_several_listens_on_one_port_most_specific_first"),
     "MUST-42": ("stack/host.py `Pool.open_passive`, `Pool._listener_for`", f"{POOL}test_several_listens_on_one_port_most_specific_first"),
-    "MUST-44": ("stack/host.py: the stack has one address of its own and uses it as the source of every SYN", OPEN[1]),
-    "MUST-45": ("stack/host.py `Pool._new`: the TCB's local address is the stack's address", OPEN[1]),
+    "MUST-44": ("stack/host.py: the stack has one address of its own and uses it as the source of every SYN", f"{K}test_echo_round_trip"),
+    "MUST-45": ("stack/host.py `Pool._new`: the TCB's local address is the stack's address", f"{K}test_curl_fetches_from_a_passive_open"),
     "MUST-46": ("stack/host.py `Pool.open_active`", f"{POOL}test_open_to_broadcast_or_multicast_is_refused"),
     "MUST-57": ("stack/link/raw.py: BPF filter on the stack's unicast address and PACKET_HOST only", OPEN[1]),
     "SHLD-2": OPEN,
-    "MUST-12": (f"{TCB} `Tcb._reset_by_peer`, `Tcb._retransmission_timeout`: RESET, REFUSED, TIMED_OUT events; shell news lines", f"{SC}test_rst_arriving_in_each_state, {S}test_rst_flushes_queues_and_later_calls_report_the_reset"),
-    "MAY-1": (f"{TCB} `Tcb.close`: FIN-WAIT-1/2 keep receiving", f"{SC}test_half_close_peer_keeps_sending_into_fin_wait_2"),
+    "MUST-12": (f"{TCB} `Tcb._reset_by_peer`, `Tcb._retransmission_timeout`: RESET, REFUSED, TIMED_OUT events; shell news lines", f"{SC}test_rst_arriving_in_each_state, {K}test_kernel_reset_is_reported_to_the_user, {K}test_open_to_closed_port_is_refused"),
+    "MAY-1": (f"{TCB} `Tcb.close`: FIN-WAIT-1/2 keep receiving", f"{SC}test_half_close_peer_keeps_sending_into_fin_wait_2, {K}test_stack_closes_first_and_still_receives_in_fin_wait_2"),
     "SHLD-3": OPEN,
-    "MUST-13": (f"{TCB} `Tcb._start_time_wait`: 2*MSL, MSL in TcbConfig", f"{SC}test_active_close_figure_12_and_time_wait_lasts_2_msl"),
+    "MUST-13": (f"{TCB} `Tcb._start_time_wait`: 2*MSL, MSL in TcbConfig", f"{SC}test_active_close_figure_12_and_time_wait_lasts_2_msl, {K}test_time_wait_acknowledges_a_retransmitted_fin"),
     "MAY-2": OPEN,
     "SHLD-4": OPEN,
     "MUST-19": ("stack/tcp/rto.py (exponential backoff), stack/tcp/congestion.py `Reno` (slow start, congestion avoidance)", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff"),
