@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
@@ -111,11 +114,26 @@ def toolbar(session: Session) -> str:
     )
 
 
+def give_to_invoking_user(path: Path) -> None:
+    """Under sudo, the history file and the folders made for it belong to the user who ran sudo."""
+    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
+    if os.geteuid() != 0 or not uid or not gid:
+        return
+    home = Path(os.path.expanduser(f"~{os.environ.get('SUDO_USER', '')}"))
+    for p in [path, *path.parents]:
+        if p == home or home not in p.parents:
+            break
+        with contextlib.suppress(OSError):
+            os.chown(p, int(uid), int(gid))
+
+
 def interact(session: Session) -> None:
     """Read, run and report lines until quit or Ctrl-D. Bad input never ends the shell."""
     path = history_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+        give_to_invoking_user(path)
         history: FileHistory | InMemoryHistory = FileHistory(str(path))
     except OSError:
         history = InMemoryHistory()
