@@ -43,6 +43,10 @@ class StackError(Exception):
     """A user call failed; str() is the one line to show."""
 
 
+class StackTimeout(StackError):
+    """A blocking user call gave up after its timeout; the connection is as it was."""
+
+
 Listener = Callable[[str, Event], None]
 # (direction "in" | "out", source, destination, the segment, the whole IPv4 datagram); called with the
 # pool lock held, so a tap must be quick and must not call back into the stack.
@@ -356,7 +360,7 @@ class Stack:
                 if not ok:
                     now = self.clock()
                     self.pool.apply(conn, conn.tcb.abort(now), now)
-                    raise StackError(f"{conn.id}: no answer from {remote}:{port} within {timeout:g} s")
+                    raise StackTimeout(f"{conn.id}: no answer from {remote}:{port} within {timeout:g} s")
                 return conn.id
 
         return self._call(run)  # type: ignore[return-value]
@@ -391,7 +395,7 @@ class Stack:
                 sent = 0
                 while sent < len(data) or not data:
                     if not self._wait(lambda: tcb.send_space > 0 or tcb.state is State.CLOSED, deadline):
-                        raise StackError(f"{cid}: send timed out after {sent} of {len(data)} bytes")
+                        raise StackTimeout(f"{cid}: send timed out after {sent} of {len(data)} bytes")
                     chunk = bytes(view[sent : sent + tcb.send_space])
                     now = self.clock()
                     res = self.pool.apply(conn, tcb.send(chunk, now, push=push), now)
@@ -444,7 +448,7 @@ class Stack:
                     if not ok:
                         if out:
                             break
-                        raise StackError(f"{cid}: nothing received within {timeout:g} s")
+                        raise StackTimeout(f"{cid}: nothing received within {timeout:g} s")
                 return bytes(out)
 
         return self._call(run)  # type: ignore[return-value]

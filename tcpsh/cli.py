@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def make_console(*, no_color: bool = False) -> Console:
+    """One-line messages are never wrapped (scripts and tests read them whole); when the output is not
+    a terminal, tables get room instead of being squeezed into 80 columns."""
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
+    return Console(highlight=False, soft_wrap=True, width=width, no_color=no_color or None)
+
+
 def need_privileges(console: Console) -> bool:
     """CAP_NET_RAW and CAP_NET_ADMIN: root, or a process granted both."""
     if os.geteuid() == 0:
@@ -108,11 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["setup"]:
         from tcpsh.setup import main as setup_main
 
-        if not need_privileges(Console(highlight=False)):
+        if not need_privileges(make_console()):
             return 1
         return setup_main(argv[1:])
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False, no_color=args.no_color or None)
+    console = make_console(no_color=args.no_color)
     if args.lab_clean:
         from stack.lab import Lab
 

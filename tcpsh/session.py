@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stack.link.capture import PcapWriter
-from stack.runtime import Stack, StackError
+from stack.runtime import Stack, StackError, StackTimeout
 from stack.tcp import Event, EventKind, State
 from stack.wire.tcp import TcpSegment
 from tcpsh import views
@@ -342,6 +342,8 @@ class Session:
                 )
             try:
                 chunk = self.stack.receive(cid, 65536, timeout=left)
+            except StackTimeout:
+                continue  # the deadline check above says what was expected and what came
             except StackError as e:
                 raise CommandError(f"{e}; {printable(want)!r} not received") from None
             if not chunk:

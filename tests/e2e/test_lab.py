@@ -122,11 +122,6 @@ def test_without_root_at_a_terminal_it_is_one_line(tcpsh_env: dict[str, str]) ->
     assert len(lines) == 1 and lines[0].startswith(NEEDS_ROOT), lines
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with output to a pipe, the needs-root message (83 characters) is wrapped by rich at "
-    "80 columns into two lines: '... run it with ' / 'sudo'",
-)
 def test_without_root_through_a_pipe_it_is_one_line(tcpsh_env: dict[str, str]) -> None:
     need_setpriv()
     env = dict(tcpsh_env, HOME="/nonexistent", XDG_STATE_HOME="/nonexistent")

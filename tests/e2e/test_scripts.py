@@ -143,12 +143,6 @@ def test_commands_with_c_stop_at_the_failing_one(tcpsh_env: dict[str, str]) -> N
     assert_lab_gone(run.pid)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with output to a pipe, rich wraps the `FILE:LINE: message` line at 80 columns, "
-    "so a long path or message splits it over two lines (tcpsh/session.py run_lines prints through "
-    "Console.print with soft wrapping on)",
-)
 def test_the_failure_line_is_one_line_however_long(tmp_path: Path, tcpsh_env: dict[str, str]) -> None:
     deep = tmp_path / "a-directory-with-a-rather-long-name" / "and-another-one-below-it"
     deep.mkdir(parents=True)
@@ -159,12 +153,6 @@ def test_the_failure_line_is_one_line_however_long(tmp_path: Path, tcpsh_env: di
     assert any(re.fullmatch(whole, ln) for ln in run.lines), run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when `expect` times out in a receive, the message is the receive's "
-    "'nothing received within 0.49994 s; ...' (the time left, not the --timeout given) "
-    "instead of do_expect's own 'not received within 0.5 s; got N bytes: ...'",
-)
 def test_an_expect_timeout_names_the_timeout_given(tcpsh_env: dict[str, str]) -> None:
     run = run_tcpsh(["-c", f'open {KERNEL}:7; send c1 "abc\\n"; expect c1 NEVER --timeout 0.5'], tcpsh_env)
     assert run.returncode == 1, run
@@ -172,11 +160,6 @@ def test_an_expect_timeout_names_the_timeout_given(tcpsh_env: dict[str, str]) ->
     assert re.fullmatch(r"-c:3: c1: 'NEVER' not received within 0\.5 s; got 4 bytes: abc\\n", failure), run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with output to a pipe, `status` squeezes the connections table into rich's default "
-    "80 columns: the id column comes out empty (no 'c1' at all) and the state reads 'ESTAB…'",
-)
 def test_status_in_a_script_shows_the_id_and_the_state(tcpsh_env: dict[str, str]) -> None:
     run = run_tcpsh(["-c", f"open {KERNEL}:7; status"], tcpsh_env)
     assert run.returncode == 0, run
