@@ -37,7 +37,7 @@ import pytest
 from stack.lab import Lab
 from stack.runtime import Stack, StackError
 from stack.services import pattern, pattern_bytes, pattern_sha256
-from stack.tcp import State
+from stack.tcp import Event, EventKind, State
 from stack.wire.tcp import Flags, TcpSegment
 from tests.interop.conftest import KernelProcess, wait_for
 
@@ -1022,9 +1022,9 @@ def test_kernel_keepalive_probes_are_answered(
         return count >= 3  # more probes than TCP_KEEPCNT (2): every one was answered
 
     trace.wait_for(answered, 15, "three keep-alive probes, each answered")
-    stack.send(cid, b"alive", push=True)
-    assert server.expect("GOT ") == ["alive"]
     assert stack.status(cid).state is State.ESTABLISHED
+    stack.send(cid, b"alive", push=True)
+    assert server.expect("GOT ") == ["alive"]  # the kernel kept the connection: it was never reset
     no_internal_errors(stack)
 
 
@@ -1143,3 +1143,81 @@ def test_lossy_link_each_way_by_hash(lab_stack: Stack, stack_lab: Lab, kernel_py
         assert results[name] == (n, pattern_sha256(n)), name
     assert all(d > 0 for d in dropped), f"nothing was lost: {dropped}"
     no_internal_errors(stack)
+
+
+# -- more of what the kernel does -------------------------------------------------------------------------
+
+URGENT_SENDER = r"""
+import socket, sys
+srv = socket.create_server((sys.argv[1], 0))
+print("READY", srv.getsockname()[1], flush=True)
+conn, peer = srv.accept()
+conn.sendall(b"abc")
+conn.send(b"!", socket.MSG_OOB)
+conn.sendall(b"def")
+conn.close()
+print("SENT", flush=True)
+"""
+
+CONNECT_REPORTER = r"""
+import errno, socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10).close()
+    print("CONNECTED", flush=True)
+except OSError as e:
+    print("ERROR", errno.errorcode.get(e.errno, e.errno), flush=True)
+"""
+
+
+def test_urgent_data_from_the_kernel_arrives_in_line(
+    lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython
+) -> None:
+    """send(MSG_OOB) sets URG; RFC 9293 3.8.5: urgent data stays in the stream, and the user is told."""
+    stack = lab_stack
+    events: list[tuple[str, Event]] = []
+    stack.subscribe(lambda cid, event: events.append((cid, event)))
+    server = kernel_python(URGENT_SENDER, stack_lab.kernel_addr)
+    (port,) = server.expect("READY ")
+    cid = stack.open(stack_lab.kernel_addr, int(port), timeout=5)
+    assert receive_to_end(stack, cid, timeout=10) == b"abc!def"
+    server.expect("SENT")
+    assert any(c == cid and e.kind is EventKind.URGENT for c, e in events), events
+    stack.close(cid)
+    assert stack.wait_state(cid, State.CLOSED, 5), stack.status(cid).state
+    no_internal_errors(stack)
+
+
+def test_kernel_connecting_where_the_stack_does_not_listen_is_refused(
+    lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython
+) -> None:
+    """RFC 9293 3.10.7.1: a SYN to no connection is answered with a RST: the kernel's connect() is refused."""
+    client = kernel_python(CONNECT_REPORTER, stack_lab.stack_addr, 8090)
+    assert client.expect("ERROR ") == [errno.errorcode[errno.ECONNREFUSED]]
+    assert lab_stack.pool.resets_sent >= 1
+
+
+def test_two_passive_opens_on_one_port_serve_two_kernel_clients(lab_stack: Stack, stack_lab: Lab) -> None:
+    """MUST-42: several passive OPENs may wait on one port; each takes one of the kernel's connections."""
+    stack = lab_stack
+    listeners = [stack.listen(8091), stack.listen(8091)]
+    curl = ["curl", "--silent", "--show-error", "--noproxy", "*", "--max-time", "10"]
+    clients = [
+        stack_lab.run_in_kernel_ns(
+            [*curl, f"http://{stack_lab.stack_addr}:8091/{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for i in range(2)
+    ]
+    try:
+        paths = set()
+        for cid in listeners:
+            request = serve_http_once(stack, cid, fixed_response(f"answer from {cid}".encode()))
+            paths.add(request.split(b" ")[1])
+        outputs = {c.communicate(timeout=10)[0] for c in clients}
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.kill()
+                c.wait()
+    assert paths == {b"/0", b"/1"}
+    assert outputs == {f"answer from {cid}".encode() for cid in listeners}
+    assert stack.status(listeners[0]).remote_port != stack.status(listeners[1]).remote_port
