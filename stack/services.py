@@ -114,6 +114,7 @@ def daytime_line(now: float | None = None) -> bytes:
 
 class _StreamServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
+    request_queue_size = 128  # socketserver's 5 overflows when many connections open at once
     daemon_threads = True
     block_on_close = False
 
@@ -288,6 +289,7 @@ class HttpHandler(BaseHTTPRequestHandler):
 
 class _HttpServer(ThreadingHTTPServer):
     allow_reuse_address = True
+    request_queue_size = 128  # socketserver's 5 overflows when many connections open at once
     daemon_threads = True
     block_on_close = False
 
