@@ -1,8 +1,9 @@
 """Congestion control, behind one small interface so that algorithms can be chosen per connection.
 
-Reno here is RFC 5681: slow start, congestion avoidance, and the loss window after a retransmission
-timeout, which with RFC 6298's exponential backoff answers MUST-19. Fast retransmit and recovery
-build on the same interface.
+Reno here is RFC 5681: slow start, congestion avoidance, the loss window after a retransmission
+timeout (with RFC 6298's exponential backoff this answers MUST-19), and fast recovery with NewReno's
+partial acknowledgments (RFC 6582). The TCB decides when (duplicate ACKs, partial and full ACKs);
+the algorithm decides by how much.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ class CongestionControl(Protocol):
 
     def on_timeout(self, flight: int, now: float) -> None:
         """The retransmission timer expired with `flight` octets outstanding."""
+
+    def enter_recovery(self, flight: int, now: float) -> None:
+        """Third duplicate ACK: fast retransmit, then fast recovery (RFC 5681 3.2, RFC 6582 3.2)."""
+
+    def dupack_in_recovery(self) -> None:
+        """Another duplicate ACK during fast recovery: a segment has left the network."""
+
+    def partial_ack(self, acked: int) -> None:
+        """An ACK that does not cover the recovery point (RFC 6582 3.2 step 5)."""
+
+    def exit_recovery(self, flight: int) -> None:
+        """A full ACK ends fast recovery (RFC 6582 3.2 step 4)."""
 
 
 def initial_window(mss: int) -> int:
@@ -53,3 +66,21 @@ class Reno:
         self.ssthresh = max(flight // 2, 2 * self.mss)
         self.cwnd = self.mss
         self._ca_acc = 0
+
+    def enter_recovery(self, flight: int, now: float) -> None:
+        # RFC 5681 3.2 steps 2 and 3: ssthresh = max(FlightSize / 2, 2*SMSS); cwnd = ssthresh + 3*SMSS
+        self.ssthresh = max(flight // 2, 2 * self.mss)
+        self.cwnd = self.ssthresh + 3 * self.mss
+        self._ca_acc = 0
+
+    def dupack_in_recovery(self) -> None:
+        # RFC 5681 3.2 step 4: inflate by one SMSS
+        self.cwnd += self.mss
+
+    def partial_ack(self, acked: int) -> None:
+        # RFC 6582 3.2 step 5: deflate by the amount acknowledged, add back one SMSS if that was >= SMSS
+        self.cwnd = max(self.mss, self.cwnd - acked + (self.mss if acked >= self.mss else 0))
+
+    def exit_recovery(self, flight: int) -> None:
+        # RFC 6582 3.2 step 4, option 1: cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS)
+        self.cwnd = min(self.ssthresh, max(flight, self.mss) + self.mss)

@@ -165,8 +165,13 @@ class Tcb:
         self._episode_start = 0.0  # when the oldest unacknowledged segment was sent
         self._r1_told = False
         self._persist_backoff = 0  # zero-window probes sent without the window opening (SHLD-30)
-        self._rtx_due = 0.0
-        self._fin_news = False  # when the retransmission timer would fire without the R2 limit
+        self._rtx_due = 0.0  # when the retransmission timer would fire without the R2 limit
+        self._fin_news = False  # a FIN was taken: PEER_CLOSED follows the DATA event
+        # Fast retransmit and recovery (RFC 5681 3.2, RFC 6582): duplicate ACKs counted, the recovery
+        # point ("recover", the highest sequence number sent when recovery began).
+        self._dupacks = 0
+        self._in_recovery = False
+        self._recover = 0
 
         self._tx: list[TcpSegment] = []
         self._ev: list[Event] = []
@@ -307,7 +312,7 @@ class Tcb:
     def _send_syn(self, now: float) -> None:
         """Select an ISS, send <SEQ=ISS><CTL=SYN>, SND.UNA <- ISS, SND.NXT <- ISS+1, enter SYN-SENT."""
         self.iss = self._isn(now, self.local_addr, self.local_port, self.remote_addr, self.remote_port or 0)
-        self.snd_una = self.iss
+        self.snd_una = self._recover = self.iss
         self.snd_nxt = self.snd_max = seq_add(self.iss, 1)
         self._sndq_seq = self.snd_nxt
         self.state = State.SYN_SENT
@@ -574,7 +579,7 @@ class Tcb:
             self.remote_port = seg.src_port
             self._synchronize_receive(seg)
             self.iss = self._isn(now, self.local_addr, self.local_port, self.remote_addr, seg.src_port)
-            self.snd_una = self.iss
+            self.snd_una = self._recover = self.iss
             self.snd_nxt = self.snd_max = seq_add(self.iss, 1)
             self._sndq_seq = self.snd_nxt
             # The SYN's window is the first SND.WND (as Linux does; 3.10.7.4 sets it again on the ACK).
@@ -732,6 +737,8 @@ class Tcb:
             st = self.state
         elif seq_lt(self.snd_una, ack):
             self._ack_advances(ack, now)
+        elif self._is_duplicate_ack(seg):
+            self._duplicate_ack(now)
         # Window update (SND.WL1/SND.WL2 rule).
         if seq_le(self.snd_una, ack) and (
             seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, ack))
@@ -802,7 +809,17 @@ class Tcb:
         if self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
             self.rto.sample(now - self._rtt_time)  # RFC 6298 (2), Karn-safe: only untouched segments
             self._rtt_seq = None
-        if n:
+        self._dupacks = 0
+        if self._in_recovery:
+            if seq_gt(ack, self._recover):
+                # Full ACK: fast recovery is over (RFC 6582 3.2 step 4).
+                self._in_recovery = False
+                self.cc.exit_recovery(self._flight())
+            else:
+                # Partial ACK: the next hole was lost too; send it now (RFC 6582 3.2 step 5).
+                self.cc.partial_ack(n)
+                self._retransmit_first(now)
+        elif n:
             self.cc.on_ack(n, flight, now)
         self._retx_count = 0
         self._r1_told = False
@@ -812,6 +829,50 @@ class Tcb:
         else:
             self._episode_start = now
             self._arm_rtx(now, restart=True)
+
+    def _is_duplicate_ack(self, seg: TcpSegment) -> bool:
+        """RFC 5681 section 2: data outstanding, no data and no SYN or FIN in the segment, SEG.ACK =
+        SND.UNA, and the window unchanged."""
+        return (
+            self.snd_una != self.snd_max
+            and not seg.payload
+            and not seg.flags & (Flags.SYN | Flags.FIN)
+            and seg.ack == self.snd_una
+            and seg.window == self.snd_wnd
+        )
+
+    def _duplicate_ack(self, now: float) -> None:
+        self._dupacks += 1
+        if self._in_recovery:
+            self.cc.dupack_in_recovery()  # RFC 5681 3.2 step 4; _output sends what cwnd now allows
+        elif self._dupacks == 3 and seq_gt(self.snd_una, self._recover):
+            # Fast retransmit (RFC 5681 3.2 steps 2-3), entering NewReno fast recovery (RFC 6582 3.2
+            # step 2: only when the ACK covers more than the last recovery point).
+            self._recover = seq_add(self.snd_max, -1)
+            self._in_recovery = True
+            self.cc.enter_recovery(self._flight(), now)
+            self._retransmit_first(now)
+        # On the first two, limited transmit (RFC 3042) lets _send_data send new data.
+
+    def _retransmit_first(self, now: float) -> None:
+        """Send the first unacknowledged segment again, leaving SND.NXT where it is."""
+        offset = seq_diff(self.snd_una, self._sndq_seq)
+        if offset < 0:
+            return
+        remaining = len(self._sndq) - offset
+        n = max(0, min(self.eff_snd_mss, remaining))
+        flags = Flags.ACK
+        if n == remaining and self._fin_queued and seq_gt(self.snd_max, self._fin_seq()):
+            flags |= Flags.FIN
+        if n == 0 and not flags & Flags.FIN:
+            return
+        if n and n == remaining:
+            flags |= Flags.PSH
+        self.retransmissions += 1
+        if self._rtt_seq is not None and seq_lt(self.snd_una, self._rtt_seq):
+            self._rtt_seq = None  # Karn (MUST-18)
+        self._emit(self.snd_una, flags, bytes(self._sndq[offset : offset + n]))
+        self._arm_rtx(now, restart=True)
 
     def _process_text_and_fin(self, seg: TcpSegment, seq: int, text: bytes, now: float) -> None:
         """Sixth (URG), seventh (segment text) and eighth (FIN) steps of 3.10.7.4."""
@@ -950,7 +1011,10 @@ class Tcb:
         """Send what the windows allow. With `probe`, one octet goes out even into a zero window: a
         zero-window probe (3.8.6.1: "at least one octet of new data ... even if the send window is zero")."""
         mss = self.eff_snd_mss
-        wnd = min(self.snd_wnd, self.cc.cwnd)
+        cwnd = self.cc.cwnd
+        if not self._in_recovery and self._dupacks:
+            cwnd += min(self._dupacks, 2) * mss  # limited transmit (RFC 3042)
+        wnd = min(self.snd_wnd, cwnd)
         while True:
             offset = seq_diff(self.snd_nxt, self._sndq_seq)
             if offset < 0:
@@ -1048,6 +1112,9 @@ class Tcb:
             self._transmit_syn(now, first=False)
             return
         self.cc.on_timeout(self._flight(), now)
+        self._in_recovery = False  # RFC 6582 section 4: after a timeout, recover = highest sent
+        self._dupacks = 0
+        self._recover = seq_add(self.snd_max, -1)
         self._rtt_seq = None
         # (5.4) retransmit the earliest unacknowledged segment; go-back-N from SND.UNA, paced by cwnd.
         self.snd_nxt = self.snd_una

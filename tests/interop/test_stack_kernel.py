@@ -1034,14 +1034,6 @@ def nft_in_kernel_ns(lab: Lab, table: str, body: str) -> Callable[[], None]:
     return lambda: kernel_ns_run(lab, ["nft", "delete", "table", "ip", table])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: no fast retransmit (RFC 5681 3.2, DESIGN.md quality bar): after Linux's third duplicate "
-        "ACK the stack keeps silent until its retransmission timer fires, so every lost segment costs "
-        "an RTO (a 2 MB upload through 5% loss: 17 s and 100 retransmissions)"
-    ),
-)
 def test_three_duplicate_acks_bring_a_fast_retransmit(
     lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython
 ) -> None:
