@@ -482,6 +482,21 @@ class Stack:
             now = self.clock()
             return [(c.id, c.tcb.status(now)) for c in self.pool.conns.values()]
 
+    def configure(self, cid: str, name: str, value: str) -> dict[str, str]:
+        """`set`: change one setting of a connection; returns its settings after the change."""
+
+        def run() -> dict[str, str]:
+            with self.pool.lock:
+                conn = self._conn(cid)
+                now = self.clock()
+                try:
+                    self.pool.apply(conn, conn.tcb.configure(name, value, now), now)
+                except ValueError as e:
+                    raise StackError(f"{cid}: {e}") from None
+                return conn.tcb.config.describe()
+
+        return self._call(run)  # type: ignore[return-value]
+
     def exchange(self, cid: str) -> list[tuple[float, str, State, TcpSegment, int]]:
         """The connection's segments so far: (time, direction, our state after, header, data length)."""
         with self.pool.lock:

@@ -13,6 +13,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
 from stack.tcp import State
+from stack.tcp.config import settable_names
 
 if TYPE_CHECKING:
     from tcpsh.session import Session
@@ -326,6 +327,17 @@ COMMANDS: tuple[Command, ...] = (
         "status c1",
         "do_status",
         (Arg("ID", "conn", "one connection", optional=True),),
+    ),
+    Command(
+        "set",
+        "change a setting of one connection (keep-alive, R1, R2, RTO bounds, MSL); with no NAME, list them",
+        "set c1 keepalive on",
+        "do_set",
+        (
+            CONN,
+            Arg("NAME", "choice", "the setting", optional=True, choices=tuple(settable_names())),
+            Arg("VALUE", "word", "on/off, or a number (seconds or a count)", optional=True),
+        ),
     ),
     Command(
         "wait",

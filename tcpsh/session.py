@@ -318,6 +318,18 @@ class Session:
         if self._capture is not None:
             self.out(f"capture stopped: {self._stop_capture()}")
 
+    def do_set(self, p: Parsed) -> None:
+        v = p.values
+        cid = v["ID"]
+        if "NAME" not in v:
+            for name, value in self.stack.status(cid).settings.items():
+                self.out(f"{cid} {name} {value}")
+            return
+        if "VALUE" not in v:
+            raise CommandError(f"set: missing VALUE for {v['NAME']}")
+        settings = self.stack.configure(cid, v["NAME"], v["VALUE"])
+        self.out(f"{cid} {v['NAME']} {settings[v['NAME']]}")
+
     def do_wait(self, p: Parsed) -> None:
         v = p.values
         timeout = v.get("timeout", DEFAULT_TIMEOUT)

@@ -117,6 +117,8 @@ def tcb_table(cid: str, s: TcbStatus) -> Table:
     ]
     for name, left in sorted(s.timers.items()):
         rows.append((f"timer {name}", f"{left:.3f} s", "left"))
+    for name, value in s.settings.items():
+        rows.append((name, value, "set ID NAME VALUE"))
     for row in rows:
         t.add_row(*row)
     return t

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass
@@ -27,8 +27,67 @@ class TcbConfig:
     msl: float = 30.0
     # Congestion control algorithm name (see stack.tcp.congestion).
     cc: str = "reno"
+    # Keep-alive (RFC 9293 section 3.8.4, MAY-5): off by default (MUST-25); when on, a probe goes out
+    # only after `keepalive_idle` seconds without a segment from the peer and nothing outstanding
+    # (MUST-26), at least two hours by default (MUST-28), configurable (MUST-27); unanswered probes are
+    # repeated every `keepalive_interval` and the connection is dropped only after `keepalive_probes`
+    # of them (MUST-29). A probe carries no data (SHLD-12) unless `keepalive_garbage` (MAY-6).
+    keepalive: bool = False
+    keepalive_idle: float = 7200.0
+    keepalive_interval: float = 75.0
+    keepalive_probes: int = 9
+    keepalive_garbage: bool = False
+
+    def set(self, name: str, text: str) -> None:
+        """Set a field from text ("on", "off", "30", "0.2"), with a clear error for bad input."""
+        key = name.replace("-", "_")
+        field = next((f for f in fields(self) if f.name == key and key in SETTABLE), None)
+        if field is None:
+            raise ValueError(f"unknown setting {name!r}; settings: {', '.join(settable_names())}")
+        kind = type(getattr(self, key))
+        if kind is bool:
+            word = text.lower()
+            if word not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"{name} is on or off, not {text!r}")
+            setattr(self, key, word in ("on", "true", "1", "yes"))
+            return
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(f"{name} takes a number, not {text!r}") from None
+        if value <= 0:
+            raise ValueError(f"{name} must be more than zero")
+        setattr(self, key, value)
+
+    def describe(self) -> dict[str, str]:
+        """The settable fields as the shell shows them."""
+        out = {}
+        for key in SETTABLE:
+            value = getattr(self, key)
+            shown = ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"
+            out[key.replace("_", "-")] = shown
+        return out
 
     @property
     def mss_to_advertise(self) -> int:
         """MSS option value: MMS_R - 20 (MUST-67), the receive MTU less the IP and TCP headers."""
         return self.mtu - 40
+
+
+# What `set ID NAME VALUE` may change on a live connection.
+SETTABLE = (
+    "keepalive",
+    "keepalive_idle",
+    "keepalive_interval",
+    "keepalive_probes",
+    "keepalive_garbage",
+    "r1",
+    "r2",
+    "rto_min",
+    "rto_max",
+    "msl",
+)
+
+
+def settable_names() -> list[str]:
+    return [k.replace("_", "-") for k in SETTABLE]

@@ -16,6 +16,7 @@ Sequence space bookkeeping (RFC 9293 section 3.3.1, figure 3):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 
@@ -33,6 +34,7 @@ MAX_WINDOW = 0xFFFF  # no window scaling negotiated: the window field is 16 bits
 # Timer names, as shown in STATUS.
 RTX = "retransmission"
 PERSIST = "persist"
+KEEPALIVE = "keep-alive"
 TIME_WAIT = "time-wait"
 SENDING_STATES = frozenset(
     {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
@@ -99,6 +101,7 @@ class TcbStatus:
     segments_in: int
     segments_out: int
     bad_segments: int
+    settings: dict[str, str] = dataclasses.field(default_factory=dict)  # what `set` can change
 
 
 class Tcb:
@@ -114,7 +117,8 @@ class Tcb:
         config: TcbConfig | None = None,
         isn: IsnSource | None = None,
     ) -> None:
-        self.config = config or TcbConfig()
+        # A copy of its own, so that `set` on one connection changes no other.
+        self.config = dataclasses.replace(config) if config else TcbConfig()
         self.local_addr = local_addr
         self.local_port = local_port
         self.remote_addr = remote_addr
@@ -172,6 +176,8 @@ class Tcb:
         self._dupacks = 0
         self._in_recovery = False
         self._recover = 0
+        self._last_heard = 0.0  # when the peer last sent anything (keep-alive idleness)
+        self._ka_probes = 0  # keep-alive probes sent since then
 
         self._tx: list[TcpSegment] = []
         self._ev: list[Event] = []
@@ -501,6 +507,7 @@ class Tcb:
             segments_in=self.segments_in,
             segments_out=self.segments_out,
             bad_segments=self.bad_segments,
+            settings=self.config.describe(),
         )
 
     # ------------------------------------------------------------------ deletion
@@ -525,6 +532,8 @@ class Tcb:
     def segment_arrives(self, seg: TcpSegment, now: float, remote_addr: IPv4Address | None = None) -> Result:
         """SEGMENT ARRIVES (RFC 9293 section 3.10.7). `remote_addr` is the source address (for LISTEN)."""
         self.segments_in += 1
+        self._last_heard = now
+        self._ka_probes = 0
         if seg.options.malformed:
             # MUST-7: an illegal option length was survived by the parser; the options read before it
             # are used and the rest ignored. Counted, so it shows in STATUS.
@@ -645,6 +654,7 @@ class Tcb:
 
     def _established(self, now: float) -> None:
         self.state = State.ESTABLISHED
+        self._last_heard = now
         if self._syn_retransmitted and self.rto.srtt is None:
             # RFC 6298 (5.7): after a lost SYN, RTO is at least 3 s when data transmission begins.
             self.rto.rto = max(self.rto.rto, 3.0)
@@ -992,9 +1002,51 @@ class Tcb:
         if st in SENDING_STATES:
             self._send_data(now)
             self._update_persist(now)
+        self._update_keepalive(now)
         if self._ack_now and st in SYNCHRONIZED | {State.SYN_RECEIVED}:
             # A bare ACK carries the highest sequence number sent, which the peer's window contains.
             self._emit(self.snd_max, Flags.ACK)
+
+    def _update_keepalive(self, now: float) -> None:
+        """Run the keep-alive timer while keep-alive is on and the connection is idle (MUST-26)."""
+        cfg = self.config
+        idle = (
+            cfg.keepalive
+            and self.state in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2)
+            and self.snd_una == self.snd_max
+            and self._unsent() == 0
+        )
+        if not idle:
+            self._timers.pop(KEEPALIVE, None)
+            return
+        if self._ka_probes == 0:
+            self._timers[KEEPALIVE] = self._last_heard + cfg.keepalive_idle
+        elif KEEPALIVE not in self._timers:
+            self._timers[KEEPALIVE] = now + cfg.keepalive_interval
+
+    def _keepalive_timeout(self, now: float) -> None:
+        """KEEP-ALIVE TIMEOUT: send a probe <SEQ=SND.NXT-1><ACK=RCV.NXT> (3.8.4), which an alive peer
+        answers with an ACK; give up after keepalive_probes unanswered ones (MUST-29)."""
+        del self._timers[KEEPALIVE]
+        cfg = self.config
+        if self._ka_probes >= cfg.keepalive_probes:
+            self._close_error = TcpError.TIMED_OUT
+            self._signal(EventKind.TIMED_OUT, f"{self._ka_probes} keep-alive probes unanswered")
+            self._delete(TcpError.TIMED_OUT.value)
+            return
+        self._ka_probes += 1
+        self._emit(seq_add(self.snd_max, -1), Flags.ACK, b"\0" if cfg.keepalive_garbage else b"")
+        self._timers[KEEPALIVE] = now + cfg.keepalive_interval
+
+    def configure(self, name: str, value: str, now: float) -> Result:
+        """Change a setting of this connection (`set ID NAME VALUE`); ValueError for bad input."""
+        self.config.set(name, value)
+        self.rto.rto_min, self.rto.rto_max = self.config.rto_min, self.config.rto_max
+        if name.replace("-", "_").startswith("keepalive"):
+            self._timers.pop(KEEPALIVE, None)
+            self._ka_probes = 0
+        self._update_keepalive(now)
+        return self._result()
 
     def _update_persist(self, now: float) -> None:
         """The persist timer runs while data waits behind a zero window with nothing in flight
@@ -1088,6 +1140,9 @@ class Tcb:
             del self._timers[PERSIST]
             self._persist_backoff += 1
             self._send_data(now, probe=True)
+        t = self._timers.get(KEEPALIVE)
+        if t is not None and now >= t and self.state is not State.CLOSED:
+            self._keepalive_timeout(now)
         return self._result()
 
     def _retransmission_timeout(self, now: float) -> None:
