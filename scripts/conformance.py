@@ -14,6 +14,8 @@ P = "tests/core/test_properties.py::"
 W = "tests/wire/test_tcp.py::"
 POOL = "tests/core/test_pool.py::"
 ISN = "tests/core/test_isn.py::"
+KA = "tests/core/test_keepalive.py::"
+KAK = "tests/interop/test_keepalive_kernel.py::"
 K = "tests/interop/test_stack_kernel.py::"
 SC2 = "tests/core/test_segments_calls.py::"
 TCB = "stack/tcp/tcb.py"
@@ -83,7 +85,7 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "MUST-13": (f"{TCB} `Tcb._start_time_wait`: 2*MSL, MSL in TcbConfig", f"{SC}test_active_close_figure_12_and_time_wait_lasts_2_msl, {K}test_time_wait_acknowledges_a_retransmitted_fin"),
     "MAY-2": OPEN,
     "SHLD-4": OPEN,
-    "MUST-19": ("stack/tcp/rto.py (exponential backoff), stack/tcp/congestion.py `Reno` (slow start, congestion avoidance)", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff"),
+    "MUST-19": ("stack/tcp/rto.py (exponential backoff), stack/tcp/congestion.py `Reno` (slow start, congestion avoidance, NewReno fast recovery)", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff, tests/core/test_recovery.py::test_third_duplicate_ack_retransmits_exactly_the_first_unacked_segment, {K}test_three_duplicate_acks_bring_a_fast_retransmit"),
     "MAY-4": ("not done: each datagram gets a new IP identification", "-"),
     "MUST-18": (f"{TCB} `Tcb._transmit`, `Tcb._transmit_syn`: no RTT sample from a retransmitted segment", OPEN[1]),
     "MUST-58": (f"{TCB} `Tcb._output`: one ACK per event, piggybacked on data when there is data", f"{S}test_established_text_is_delivered_and_acked"),
@@ -105,15 +107,15 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "SHLD-11": ("stack/tcp/config.py `r2 = 100` s", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff"),
     "MUST-22": (f"{TCB} `Tcb._retransmission_timeout` covers the SYN", f"{SC}test_syn_to_a_silent_peer_gives_up_no_earlier_than_3_minutes"),
     "MUST-23": ("stack/tcp/config.py `r2_syn = 180` s", f"{SC}test_syn_to_a_silent_peer_gives_up_no_earlier_than_3_minutes"),
-    "MAY-5": OPEN,
-    "MUST-24": OPEN,
-    "MUST-25": ("no keep-alives are sent at all yet, so the default is off", "-"),
-    "MUST-26": OPEN,
-    "MUST-27": OPEN,
-    "MUST-28": OPEN,
-    "MUST-29": OPEN,
-    "SHLD-12": OPEN,
-    "MAY-6": OPEN,
+    "MAY-5": ("stack/tcp/tcb.py `Tcb._update_keepalive`, `Tcb._keepalive_timeout`", f"{KA}test_probe_after_idle_time_has_no_data_and_sits_one_below_snd_nxt, {KAK}test_linux_answers_probes_and_the_idle_connection_stays"),
+    "MUST-24": ("stack/tcp/config.py `keepalive`; shell `set ID keepalive on`", f"{KA}test_set_turns_keepalive_on_for_one_connection_only"),
+    "MUST-25": ("stack/tcp/config.py `keepalive = False`", f"{KA}test_keepalive_is_off_by_default_and_the_idle_time_at_least_two_hours"),
+    "MUST-26": (f"{TCB} `Tcb._update_keepalive`: only when idle, nothing outstanding", f"{KA}test_no_probe_while_data_is_outstanding"),
+    "MUST-27": ("stack/tcp/config.py `keepalive_idle`, `keepalive_interval`; shell `set`", f"{KA}test_set_turns_keepalive_on_for_one_connection_only"),
+    "MUST-28": ("stack/tcp/config.py `keepalive_idle = 7200`", f"{KA}test_keepalive_is_off_by_default_and_the_idle_time_at_least_two_hours"),
+    "MUST-29": (f"{TCB} `Tcb._keepalive_timeout`: keepalive_probes unanswered before giving up", f"{KA}test_unanswered_probes_are_repeated_before_giving_up, {KAK}test_unanswered_probes_end_the_connection"),
+    "SHLD-12": (f"{TCB} `Tcb._keepalive_timeout`: no data unless asked", f"{KA}test_probe_after_idle_time_has_no_data_and_sits_one_below_snd_nxt"),
+    "MAY-6": ("stack/tcp/config.py `keepalive_garbage`", f"{KA}test_garbage_octet_when_asked"),
     "MUST-50": ("stack/wire/ipv4.py `parse_ipv4` skips IP options (kept raw)", "tests/wire/test_ipv4.py::test_options_are_kept_raw_and_skipped"),
     "MAY-10": OPEN,
     "MAY-11": OPEN,
