@@ -14,12 +14,9 @@ pytestmark = pytest.mark.root
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(commands: str, **env: str) -> subprocess.CompletedProcess[str]:
-    argv = (
-        ["--no-color", "-c", "open 198.18.0.2:7; status c1"] if commands == "--no-color" else ["-c", commands]
-    )
+def run(commands: str, *flags: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tcpsh", *argv],
+        [sys.executable, "-m", "tcpsh", *flags, "-c", commands],
         capture_output=True,
         text=True,
         timeout=60,
