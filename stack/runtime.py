@@ -80,7 +80,7 @@ class Stack:
         self.clock = clock
         self.ttl = ttl
         self.counters = Counters()
-        self.config = config or TcbConfig(mtu=link.mtu)
+        self.config = config or TcbConfig.full(mtu=link.mtu)
         self.pool = Pool(self.address, self._emit, self._schedule, self._notify, config=self.config, isn=isn)
         self._send_lock = threading.Lock()
         self._ip_id = itertools.count(1)

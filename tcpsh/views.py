@@ -100,6 +100,8 @@ def tcb_table(cid: str, s: TcbStatus) -> Table:
         ("RCV.NXT", str(s.rcv_nxt), f"IRS+{rel(s.rcv_nxt, s.irs, True)}"),
         ("RCV.WND", str(s.rcv_wnd), "our window"),
         ("RCV.UP", str(s.rcv_up), ""),
+        ("window scale", f"{s.snd_shift} / {s.rcv_shift}", "theirs / ours (RFC 7323)"),
+        ("timestamps", "on" if s.timestamps else "off", "RFC 7323"),
         ("send MSS", str(s.snd_mss), "Eff.snd.MSS"),
         ("receive MSS", str(s.rcv_mss), "sent in our MSS option"),
         ("RTO", f"{s.rto:.3f} s", "RFC 6298"),

@@ -37,6 +37,20 @@ class TcbConfig:
     keepalive_interval: float = 75.0
     keepalive_probes: int = 9
     keepalive_garbage: bool = False
+    # RFC 7323: window scale and timestamps (RTT measurement, PAWS), offered on our SYN.
+    window_scale: bool = False
+    timestamps: bool = False
+
+    @classmethod
+    def full(cls, **overrides: object) -> TcbConfig:
+        """The stack's defaults: the RFC 9293 baseline plus RFC 7323 and a 1 MiB receive buffer.
+
+        TcbConfig() alone is the baseline of RFC 9293 section 3.10 (MSS the only option), which the
+        crafted-segment tests check exactly; connections the stack opens use this profile.
+        """
+        base: dict[str, object] = {"window_scale": True, "timestamps": True, "rcv_buf": 1 << 20}
+        base.update(overrides)
+        return cls(**base)  # type: ignore[arg-type]
 
     def set(self, name: str, text: str) -> None:
         """Set a field from text ("on", "off", "30", "0.2"), with a clear error for bad input."""

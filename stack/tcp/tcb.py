@@ -29,7 +29,8 @@ from stack.tcp.types import SYNCHRONIZED, Event, EventKind, Result, State, TcpEr
 from stack.wire.tcp import NO_OPTIONS, Flags, TcpOptions, TcpSegment
 
 DEFAULT_SEND_MSS = 536  # MUST-15: IPv4 default send MSS when the peer sends no MSS option
-MAX_WINDOW = 0xFFFF  # no window scaling negotiated: the window field is 16 bits (MUST-1: unsigned)
+MAX_WINDOW = 0xFFFF  # the window field is 16 bits (MUST-1: unsigned), scaled after RFC 7323 negotiation
+MAX_WSCALE = 14  # RFC 7323 section 2.3
 
 # Timer names, as shown in STATUS.
 RTX = "retransmission"
@@ -101,6 +102,9 @@ class TcbStatus:
     segments_in: int
     segments_out: int
     bad_segments: int
+    snd_shift: int = 0  # RFC 7323 window scale applied to the peer's windows
+    rcv_shift: int = 0  # ... and to ours
+    timestamps: bool = False  # RFC 7323 timestamps in use
     settings: dict[str, str] = dataclasses.field(default_factory=dict)  # what `set` can change
 
 
@@ -149,6 +153,14 @@ class Tcb:
         self._urgent_signalled = False
 
         self.snd_mss = DEFAULT_SEND_MSS  # SendMSS: the peer's MSS option, or 536 (MUST-15)
+        # RFC 7323: window scale shifts (0 until both SYNs carried the option) and timestamps.
+        self.snd_shift = 0
+        self.rcv_shift = 0
+        self.ts_ok = False
+        self.ts_recent = 0
+        self._last_ack_sent = 0
+        self._ts_now = 0  # our TSval clock: milliseconds of the caller's time
+        self._peer_wscale: int | None = None
         self._sndq = bytearray()
         self._sndq_seq = 0
         self._fin_queued = False  # CLOSE was called: a FIN follows the queued data
@@ -202,10 +214,11 @@ class Tcb:
     def eff_snd_mss(self) -> int:
         """Eff.snd.MSS = min(SendMSS+20, MMS_S) - TCPhdrsize - IPoptionsize (MUST-16, section 3.7.1).
 
-        Data segments carry no TCP options yet, so TCPhdrsize is 20.
+        TCPhdrsize is 20 plus the options every segment carries (timestamps, when negotiated).
         """
         mms_s = self.config.mtu - 20
-        return max(1, min(self.snd_mss + 20, mms_s) - 20)
+        options = 12 if self.ts_ok else 0  # the timestamps option on every segment (RFC 7323 3.2)
+        return max(1, min(self.snd_mss + 20, mms_s) - 20 - options)
 
     @property
     def rcv_wnd(self) -> int:
@@ -254,6 +267,10 @@ class Tcb:
         self._ev = []
         return res
 
+    def _tick(self, now: float) -> None:
+        """Our timestamp clock (RFC 7323 section 5.4: 1 ms a tick) follows the caller's time."""
+        self._ts_now = int(now * 1000) & 0xFFFFFFFF
+
     def _signal(self, kind: EventKind, message: str = "", count: int = 0) -> None:
         self._ev.append(Event(kind, message, count))
 
@@ -265,9 +282,17 @@ class Tcb:
         ack = 0
         if not flags & Flags.RST:
             window = self._window_to_advertise()
+            if flags & Flags.SYN:
+                window = min(window, MAX_WINDOW)  # the window of a SYN is never scaled (RFC 7323 2.2)
+            else:
+                window >>= self.rcv_shift
+                if self.ts_ok and options is NO_OPTIONS:
+                    options = TcpOptions(timestamps=(self._ts_now, self.ts_recent))  # RFC 7323 3.2
         if flags & Flags.ACK:
             ack = self.rcv_nxt
-            self._rcv_adv = seq_add(self.rcv_nxt, window)
+            shift = 0 if flags & Flags.SYN else self.rcv_shift
+            self._rcv_adv = seq_add(self.rcv_nxt, window << shift)
+            self._last_ack_sent = ack
             self._ack_now = False
         seg = TcpSegment(
             self.local_port,
@@ -287,12 +312,13 @@ class Tcb:
         """Free receive buffer, never moving the right edge to the left (SHLD-14), at most 65535."""
         free = self.config.rcv_buf - len(self._rcvq) - self._ooo_bytes()
         keep = seq_diff(self._rcv_adv, self.rcv_nxt)
-        return max(0, min(MAX_WINDOW, max(free, keep)))
+        return max(0, min(MAX_WINDOW << self.rcv_shift, max(free, keep)))
 
     # ------------------------------------------------------------------ 3.10.1 OPEN
 
     def open(self, now: float, *, active: bool = True) -> Result:
         """OPEN (RFC 9293 section 3.10.1): active sends a SYN, passive enters LISTEN."""
+        self._tick(now)
         if self.state is State.CLOSED:
             if self._opened:
                 return self._result(TcpError.NOT_EXIST)
@@ -324,9 +350,26 @@ class Tcb:
         self.state = State.SYN_SENT
         self._transmit_syn(now, first=True)
 
+    def _our_shift(self) -> int:
+        """The smallest window scale that lets the whole receive buffer be offered (RFC 7323 2.3)."""
+        shift = 0
+        while (MAX_WINDOW << shift) < self.config.rcv_buf and shift < MAX_WSCALE:
+            shift += 1
+        return shift
+
     def _syn_options(self) -> TcpOptions:
-        # MUST-14 / SHLD-5 / MAY-3: always send the MSS option on a SYN, valued from MMS_R (MUST-67).
-        return TcpOptions(mss=self.config.mss_to_advertise)
+        """MUST-14 / SHLD-5 / MAY-3: the MSS option on every SYN, valued from MMS_R (MUST-67); window
+        scale and timestamps when configured, and on a SYN,ACK only when the peer's SYN had them
+        (RFC 7323 sections 2.2 and 3.2)."""
+        cfg = self.config
+        answering = self.state is not State.SYN_SENT
+        wscale = None
+        if cfg.window_scale and (not answering or self._peer_wscale is not None):
+            wscale = self._our_shift()
+        ts = None
+        if cfg.timestamps and (not answering or self.ts_ok):
+            ts = (self._ts_now, self.ts_recent if answering else 0)
+        return TcpOptions(mss=cfg.mss_to_advertise, wscale=wscale, timestamps=ts)
 
     def _transmit_syn(self, now: float, *, first: bool) -> None:
         """(Re)send our SYN (SYN-SENT) or SYN,ACK (otherwise) and run the retransmission timer."""
@@ -343,6 +386,7 @@ class Tcb:
 
     def send(self, data: bytes, now: float, *, push: bool = False) -> Result:
         """SEND (RFC 9293 section 3.10.2). Data is queued whole or refused whole."""
+        self._tick(now)
         st = self.state
         if st is State.CLOSED:
             return self._result(self._close_error or TcpError.NOT_EXIST)
@@ -371,6 +415,7 @@ class Tcb:
 
     def receive(self, max_bytes: int, now: float) -> Result:
         """RECEIVE (RFC 9293 section 3.10.3): up to max_bytes of in-order data, possibly none yet."""
+        self._tick(now)
         st = self.state
         if self._rcvq:
             n = min(max_bytes, len(self._rcvq))
@@ -392,7 +437,7 @@ class Tcb:
         if self.state not in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
             return
         free = self.config.rcv_buf - len(self._rcvq) - self._ooo_bytes()
-        opened = min(free, MAX_WINDOW) - self.rcv_wnd
+        opened = min(free, MAX_WINDOW << self.rcv_shift) - self.rcv_wnd
         if opened >= min(self.config.rcv_buf // 2, self.config.mss_to_advertise):
             self._ack_now = True
             self._output(now)
@@ -401,6 +446,7 @@ class Tcb:
 
     def close(self, now: float) -> Result:
         """CLOSE (RFC 9293 section 3.10.4): no more data will be sent; receiving goes on (half-close)."""
+        self._tick(now)
         st = self.state
         if st is State.CLOSED:
             return self._result(TcpError.NOT_EXIST)
@@ -432,6 +478,7 @@ class Tcb:
 
     def abort(self, now: float) -> Result:
         """ABORT (RFC 9293 section 3.10.5)."""
+        self._tick(now)
         st = self.state
         if st is State.CLOSED:
             return self._result(TcpError.NOT_EXIST)
@@ -507,6 +554,9 @@ class Tcb:
             segments_in=self.segments_in,
             segments_out=self.segments_out,
             bad_segments=self.bad_segments,
+            snd_shift=self.snd_shift,
+            rcv_shift=self.rcv_shift,
+            timestamps=self.ts_ok,
             settings=self.config.describe(),
         )
 
@@ -531,6 +581,7 @@ class Tcb:
 
     def segment_arrives(self, seg: TcpSegment, now: float, remote_addr: IPv4Address | None = None) -> Result:
         """SEGMENT ARRIVES (RFC 9293 section 3.10.7). `remote_addr` is the source address (for LISTEN)."""
+        self._tick(now)
         self.segments_in += 1
         self._last_heard = now
         self._ka_probes = 0
@@ -566,8 +617,19 @@ class Tcb:
         # RCV.WND starts as the window our SYN (or SYN,ACK) offers: the free receive buffer.
         self._rcv_adv = seq_add(self.rcv_nxt, min(MAX_WINDOW, self.config.rcv_buf))
         # MSS option on a SYN (MUST-14); 536 when absent (MUST-15).
-        mss = seg.options.mss
-        self.snd_mss = mss if mss else DEFAULT_SEND_MSS
+        opts = seg.options
+        self.snd_mss = opts.mss if opts.mss else DEFAULT_SEND_MSS
+        # RFC 7323 2.2: scaling is in force only when both SYNs carry the option; 3.2 likewise for
+        # timestamps. The peer's shift is clamped to 14 (2.3).
+        cfg = self.config
+        self._peer_wscale = opts.wscale
+        if cfg.window_scale and opts.wscale is not None:
+            self.snd_shift, self.rcv_shift = min(opts.wscale, MAX_WSCALE), self._our_shift()
+        else:
+            self.snd_shift = self.rcv_shift = 0
+        self.ts_ok = cfg.timestamps and opts.timestamps is not None
+        if opts.timestamps is not None:
+            self.ts_recent = opts.timestamps[0]
         self.cc = self._make_cc(self.config.cc)
 
     # 3.10.7.2 LISTEN
@@ -683,6 +745,11 @@ class Tcb:
     def _arrives_other(self, seg: TcpSegment, now: float) -> None:
         f = seg.flags
         st = self.state
+        ts = seg.options.timestamps if self.ts_ok else None
+        if ts is not None and not f & Flags.RST and seq_lt(ts[0], self.ts_recent):
+            # PAWS (RFC 7323 5.3 R1): an old duplicate; acknowledge and drop it.
+            self._ack_now = True
+            return
         # First, check sequence number.
         if not self._acceptable(seg.seq, seg.seg_len):
             # RCV.WND of zero: valid ACKs, URGs and RSTs still get special allowance (MUST-66).
@@ -704,6 +771,8 @@ class Tcb:
             if seg.payload:
                 self._ack_now = True  # a zero-window probe: answer with the current window
             seg = replace(seg, payload=b"")
+        if ts is not None and seq_le(seg.seq, self._last_ack_sent):
+            self.ts_recent = ts[0]  # RFC 7323 5.3 R3: the timestamp to echo
         # Second, check the RST bit (with the RFC 5961 section 3 checks).
         if f & Flags.RST:
             if seg.seq != self.rcv_nxt:
@@ -731,6 +800,9 @@ class Tcb:
         if not f & Flags.ACK:
             return
         ack = seg.ack
+        wnd = seg.window << self.snd_shift  # RFC 7323 2.3: SND.WND = SEG.WND << Snd.Wind.Shift
+        ts = seg.options.timestamps
+        tsecr = ts[1] if self.ts_ok and ts is not None else None
         # RFC 5961 section 5 (MAY-12): acceptable only if SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT.
         if seq_gt(ack, self.snd_max) or seq_lt(ack, seq_add(self.snd_una, -self.max_snd_wnd)):
             self._ack_now = True
@@ -739,22 +811,22 @@ class Tcb:
             if not seq_lt(self.snd_una, ack):
                 self._reply_rst(seg)  # <SEQ=SEG.ACK><CTL=RST>
                 return
-            self.snd_wnd = seg.window
-            self.max_snd_wnd = max(self.max_snd_wnd, seg.window)
+            self.snd_wnd = wnd
+            self.max_snd_wnd = max(self.max_snd_wnd, wnd)
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
-            self._ack_advances(ack, now)
+            self._ack_advances(ack, now, tsecr)
             self._established(now)
             st = self.state
         elif seq_lt(self.snd_una, ack):
-            self._ack_advances(ack, now)
-        elif self._is_duplicate_ack(seg):
+            self._ack_advances(ack, now, tsecr)
+        elif self._is_duplicate_ack(seg, wnd):
             self._duplicate_ack(now)
         # Window update (SND.WL1/SND.WL2 rule).
         if seq_le(self.snd_una, ack) and (
             seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, ack))
         ):
-            self._window_changes(seg.window, now)
-            self.max_snd_wnd = max(self.max_snd_wnd, seg.window)
+            self._window_changes(wnd, now)
+            self.max_snd_wnd = max(self.max_snd_wnd, wnd)
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
         if self.snd_wnd == 0 and self.snd_una != self.snd_max:
             # The peer answers while its window is closed: it is alive, so the connection stays open
@@ -805,7 +877,7 @@ class Tcb:
         self._rtt_seq = None
         self._ooo.clear()
 
-    def _ack_advances(self, ack: int, now: float) -> None:
+    def _ack_advances(self, ack: int, now: float, tsecr: int | None = None) -> None:
         """SND.UNA < SEG.ACK =< snd_max: remove what is acknowledged, sample the RTT, restart the timer."""
         flight = self._flight()
         n = 0
@@ -816,7 +888,11 @@ class Tcb:
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
-        if self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
+        if tsecr:
+            # RFC 7323 4.1: the echoed timestamp times every acknowledged segment, retransmitted or not.
+            self.rto.sample(max(0, (self._ts_now - tsecr) & 0xFFFFFFFF) / 1000)
+            self._rtt_seq = None
+        elif self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
             self.rto.sample(now - self._rtt_time)  # RFC 6298 (2), Karn-safe: only untouched segments
             self._rtt_seq = None
         self._dupacks = 0
@@ -840,7 +916,7 @@ class Tcb:
             self._episode_start = now
             self._arm_rtx(now, restart=True)
 
-    def _is_duplicate_ack(self, seg: TcpSegment) -> bool:
+    def _is_duplicate_ack(self, seg: TcpSegment, wnd: int) -> bool:
         """RFC 5681 section 2: data outstanding, no data and no SYN or FIN in the segment, SEG.ACK =
         SND.UNA, and the window unchanged."""
         return (
@@ -848,7 +924,7 @@ class Tcb:
             and not seg.payload
             and not seg.flags & (Flags.SYN | Flags.FIN)
             and seg.ack == self.snd_una
-            and seg.window == self.snd_wnd
+            and wnd == self.snd_wnd
         )
 
     def _duplicate_ack(self, now: float) -> None:
@@ -1125,6 +1201,7 @@ class Tcb:
 
     def on_timer(self, now: float) -> Result:
         """Fire every timer that is due at `now`."""
+        self._tick(now)
         t = self._timers.get(TIME_WAIT)
         if t is not None and now >= t:
             # TIME-WAIT TIMEOUT: delete the TCB.

@@ -103,7 +103,7 @@ def lab_stack(stack_lab: Lab) -> Iterator[Stack]:
     the threads are stopped; the sockets go with them.
     """
     link = RawLink(stack_lab.stack_if, stack_lab.stack_addr, namespace=stack_lab.enter_stack_ns())
-    the_stack = Stack(link, config=TcbConfig(mtu=link.mtu, rto_min=0.2)).start()
+    the_stack = Stack(link, config=TcbConfig.full(mtu=link.mtu, rto_min=0.2)).start()
     try:
         yield the_stack
     finally:

@@ -1,0 +1,153 @@
+"""Window scale and timestamps (RFC 7323): negotiated on the SYNs, windows past 64 KiB, RTT from echoed
+timestamps, PAWS; and nothing of it when the peer does not offer it."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from ipaddress import IPv4Address
+
+from stack.tcp import State, Tcb, TcbConfig
+from stack.tcp.isn import FixedIsn
+from stack.wire.tcp import Flags, TcpOptions, TcpSegment
+from tests.core.net import connected
+
+A = IPv4Address("198.18.0.1")
+B = IPv4Address("198.18.0.2")
+ISS, IRS = 1000, 5000
+
+
+def test_syn_offers_window_scale_and_timestamps():
+    tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(), isn=FixedIsn(ISS))
+    (syn,) = tcb.open(12.345).segments
+    assert syn.options == TcpOptions(mss=1460, wscale=5, timestamps=(12345, 0))  # 1 MiB needs shift 5
+    assert syn.window == 65535  # a SYN's window is never scaled
+
+
+def test_both_sides_agree_then_windows_are_scaled_and_timestamps_echoed():
+    tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(), isn=FixedIsn(ISS))
+    tcb.open(1.0)
+    synack = TcpSegment(
+        80,
+        40000,
+        seq=IRS,
+        ack=ISS + 1,
+        flags=Flags.SYN | Flags.ACK,
+        window=1000,
+        options=TcpOptions(mss=1460, wscale=7, timestamps=(777, 1000)),
+    )
+    (ack,) = tcb.segment_arrives(synack, 1.05).segments
+    assert (tcb.snd_shift, tcb.rcv_shift, tcb.ts_ok) == (7, 5, True)
+    assert ack.options.timestamps == (1050, 777)
+    assert ack.window == (1 << 20) >> 5  # 1 MiB of buffer, in units of 32
+    assert tcb.rcv_wnd == 1 << 20
+    assert tcb.status(1.05).srtt is not None  # the SYN,ACK's echo of 1000 timed the handshake
+    # the peer's windows from now on are scaled by 2**7
+    tcb.segment_arrives(
+        TcpSegment(
+            80,
+            40000,
+            seq=IRS + 1,
+            ack=ISS + 1,
+            flags=Flags.ACK,
+            window=1000,
+            options=TcpOptions(timestamps=(778, 1050)),
+        ),
+        1.1,
+    )
+    assert tcb.snd_wnd == 1000 << 7
+    assert tcb.eff_snd_mss == 1460 - 12  # room for the timestamps option on every segment
+
+
+def test_a_peer_without_the_options_gets_none():
+    """RFC 7323 2.2 and 3.2: only when both SYNs carry them; a SYN,ACK never offers what the SYN lacked."""
+    listener = Tcb(B, 80, config=TcbConfig.full(), isn=FixedIsn(IRS))
+    listener.open(0.0, active=False)
+    plain_syn = TcpSegment(40000, 80, seq=ISS, flags=Flags.SYN, window=65535, options=TcpOptions(mss=1460))
+    (synack,) = listener.segment_arrives(plain_syn, 0.1, A).segments
+    assert synack.options == TcpOptions(mss=1460)
+    listener.segment_arrives(
+        TcpSegment(40000, 80, seq=ISS + 1, ack=IRS + 1, flags=Flags.ACK, window=700), 0.2
+    )
+    assert listener.state is State.ESTABLISHED
+    assert (listener.snd_shift, listener.rcv_shift, listener.ts_ok) == (0, 0, False)
+    assert listener.snd_wnd == 700  # not scaled
+    (data,) = listener.send(b"hi", 0.3).segments
+    assert data.options == TcpOptions() and data.window <= 65535
+
+
+def test_paws_drops_an_old_duplicate_and_acknowledges():
+    """RFC 7323 5.3 R1: a segment whose TSval is older than TS.Recent is not acceptable."""
+    tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(), isn=FixedIsn(ISS))
+    tcb.open(1.0)
+    tcb.segment_arrives(
+        TcpSegment(
+            80,
+            40000,
+            seq=IRS,
+            ack=ISS + 1,
+            flags=Flags.SYN | Flags.ACK,
+            window=1000,
+            options=TcpOptions(mss=1460, wscale=7, timestamps=(5000, 1000)),
+        ),
+        1.05,
+    )
+    fresh = TcpSegment(
+        80,
+        40000,
+        seq=IRS + 1,
+        ack=ISS + 1,
+        flags=Flags.ACK,
+        window=1000,
+        options=TcpOptions(timestamps=(5001, 1050)),
+        payload=b"new",
+    )
+    tcb.segment_arrives(fresh, 1.1)
+    assert tcb.readable == 3 and tcb.ts_recent == 5001
+    old = TcpSegment(
+        80,
+        40000,
+        seq=IRS + 4,
+        ack=ISS + 1,
+        flags=Flags.ACK,
+        window=1000,
+        options=TcpOptions(timestamps=(4000, 900)),
+        payload=b"old",
+    )
+    (reply,) = tcb.segment_arrives(old, 1.2).segments
+    assert reply.flags == Flags.ACK and reply.ack == IRS + 4 and not reply.payload
+    assert tcb.readable == 3  # the old text was not taken
+
+
+def test_large_windows_carry_a_transfer_through_loss_and_reordering():
+    full = TcbConfig.full()
+    net = connected(a_config=full, b_config=TcbConfig.full(), loss=0.02, reorder=0.2, seed=11)
+    a, b = net.a.tcb, net.b.tcb
+    assert (a.snd_shift, a.rcv_shift, a.ts_ok, b.ts_ok) == (5, 5, True, True)
+    data = random.Random(4).randbytes(3_000_000)
+    chunk = 500_000  # within the send buffer; the rest goes as the buffer drains
+    for i in range(0, len(data), chunk):
+        net.run_until(lambda: a.send_space >= chunk, limit=net.now + 600)
+        assert net.take("a", a.send(data[i : i + chunk], net.now)).ok
+        if i == 0:
+            net.run_until(lambda: a.snd_wnd > 65535, limit=net.now + 10)  # the window went past 16 bits
+    net.run_until(lambda: len(net.b.received) == len(data), limit=net.now + 600)
+    assert hashlib.sha256(net.b.received).digest() == hashlib.sha256(data).digest()
+    assert a.status(net.now).srtt is not None
+
+
+def test_rtt_from_timestamps_follows_the_path():
+    cfg = TcbConfig.full(rto_min=0.01)
+    net = connected(a_config=cfg, b_config=TcbConfig.full(rto_min=0.01), latency=0.05)
+    for _ in range(20):
+        net.take("a", net.a.tcb.send(b"x" * 100, net.now))
+        net.run(until=net.now + 0.5)
+    srtt = net.a.tcb.status(net.now).srtt
+    assert srtt is not None and 0.09 <= srtt <= 0.12  # two 50 ms legs, in whole milliseconds
+
+
+def test_full_and_baseline_peers_still_talk():
+    net = connected(a_config=TcbConfig.full(), b_config=TcbConfig())
+    assert (net.a.tcb.ts_ok, net.a.tcb.snd_shift, net.b.tcb.ts_ok) == (False, 0, False)
+    net.take("a", net.a.tcb.send(b"plain", net.now))
+    net.run_until(lambda: bytes(net.b.received) == b"plain")
