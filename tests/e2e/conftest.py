@@ -186,6 +186,7 @@ class Shell:
         argv = tcpsh_argv()
         self.raw: list[str] = []
         self.cursor = 0
+        self.last_before = ""
         self.eof = False
         self.child = pexpect.spawn(
             argv[0],
@@ -222,7 +223,21 @@ class Shell:
 
     def wait_for(self, pattern: str, timeout: float = ANSWER_TIMEOUT) -> re.Match[str]:
         """Wait until `pattern` (a regular expression) appears on screen past the cursor; move the
-        cursor past it. `match.string[before:match.start()]` is what came in between."""
+        cursor past it. `self.last_before` is what came between the old cursor and the match."""
+        m = self.poll_for(pattern, timeout)
+        if m is None:
+            text = self.text()
+            kind = "the program ended" if self.eof else "timed out"
+            seen, unread = text[: self.cursor], text[self.cursor :]
+            pytest.fail(
+                f"waiting for {pattern!r}: {kind}; the screen so far "
+                f"(read up to the mark <<<HERE>>>):\n{seen}<<<HERE>>>{unread}",
+                pytrace=False,
+            )
+        return m
+
+    def poll_for(self, pattern: str, timeout: float) -> re.Match[str] | None:
+        """Like wait_for, but None when `pattern` has not appeared within `timeout`."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
@@ -233,17 +248,10 @@ class Shell:
                 self.cursor = m.end()
                 return m
             try:
-                more = not self.eof and self._read_more(deadline)
+                if self.eof or not self._read_more(deadline):
+                    return None
             except pexpect.TIMEOUT:
-                more = None
-            if not more:
-                kind = "timed out" if more is None else "the program ended"
-                seen, unread = text[: self.cursor], text[self.cursor :]
-                pytest.fail(
-                    f"waiting for {pattern!r}: {kind}; the screen so far "
-                    f"(read up to the mark <<<HERE>>>):\n{seen}<<<HERE>>>{unread}",
-                    pytrace=False,
-                )
+                return None
 
     def wait_exit(self, timeout: float = ANSWER_TIMEOUT) -> int:
         """Wait for the end of the output and of the process; its exit status."""
