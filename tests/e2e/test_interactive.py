@@ -162,10 +162,10 @@ def test_ctrl_c_right_after_enter_gives_the_prompt_back(shell: Shell) -> None:
 def test_leaving_reports_connections_and_removes_the_lab(shell: Shell, leave: str) -> None:
     assert len(lab_namespaces(shell.pid)) == 2
     open_conn(shell, "c1", 7)
-    # 10 MB asked for and never read: the server's FIN waits behind data that our full receive window
+    # 50 MB asked for and never read: the server's FIN waits behind data that our full receive window
     # keeps out, so c2 cannot finish closing in the grace time and is aborted. c1 closes cleanly.
     open_conn(shell, "c2", 80)
-    before, _ = shell.ask(r'send c2 "GET /bytes/10000000 HTTP/1.0\r\n\r\n"', r"c2: queued \d+ bytes" + EOL)
+    before, _ = shell.ask(r'send c2 "GET /bytes/50000000 HTTP/1.0\r\n\r\n"', r"c2: queued \d+ bytes" + EOL)
     if "data arrived on c2" not in before:  # the news comes from the stack's thread, in either order
         shell.wait_for(r"data arrived on c2")
     shell.prompt()
