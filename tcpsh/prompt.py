@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import signal
+import struct
+import sys
+import termios
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,6 +17,10 @@ from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.input.typeahead import get_typeahead, store_typeahead
+from prompt_toolkit.input.vt100_parser import Vt100Parser
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.keys import Keys
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from stack.runtime import StackError
@@ -127,6 +136,36 @@ def give_to_invoking_user(path: Path) -> None:
             os.chown(p, int(uid), int(gid))
 
 
+def _pending_terminal_input() -> str:
+    """What was typed but not yet read: bytes that reached the terminal while it was still in raw mode
+    after Enter (a Ctrl-C there is a byte, not a signal)."""
+    try:
+        fd = sys.stdin.fileno()
+        if not os.isatty(fd):
+            return ""
+        count = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        return os.read(fd, count).decode(errors="replace") if count > 0 else ""
+    except (OSError, ValueError):
+        return ""
+
+
+def interrupted_early(prompt: PromptSession[str]) -> None:
+    """A Ctrl-C typed right after Enter, before the terminal left raw mode, is a key (kept as type-ahead)
+    or a byte still waiting in the terminal; it was meant for the command just entered: honour it now.
+    Everything typed after it stays for the next prompt."""
+    keys = get_typeahead(prompt.input)
+    pending = _pending_terminal_input()
+    if pending:
+        parser = Vt100Parser(keys.append)
+        parser.feed(pending)
+        parser.flush()
+    for i, k in enumerate(keys):
+        if k.key == Keys.ControlC:
+            store_typeahead(prompt.input, keys[i + 1 :])
+            raise KeyboardInterrupt
+    store_typeahead(prompt.input, keys)
+
+
 def interact(session: Session) -> None:
     """Read, run and report lines until quit or Ctrl-D. Bad input never ends the shell."""
     path = history_path()
@@ -137,7 +176,22 @@ def interact(session: Session) -> None:
         history: FileHistory | InMemoryHistory = FileHistory(str(path))
     except OSError:
         history = InMemoryHistory()
+    late: list[str] = []  # a Ctrl-C that came after Enter, while the prompt was still closing
+
+    def note_late(signum: int, frame: object) -> None:
+        late.append("signal")
+
+    keys = KeyBindings()
+
+    @keys.add("c-c")
+    def _ctrl_c(event: KeyPressEvent) -> None:
+        if event.app.future is not None and event.app.future.done():
+            late.append("key")  # Enter has already accepted the line: this is for the command
+        else:
+            event.app.exit(exception=KeyboardInterrupt, style="class:aborting")
+
     prompt: PromptSession[str] = PromptSession(
+        key_bindings=keys,
         history=history,
         completer=TableCompleter(session),
         complete_while_typing=False,
@@ -149,13 +203,26 @@ def interact(session: Session) -> None:
     session.out("type 'help' for the commands, Ctrl-D or 'quit' to leave")
     with patch_stdout(raw=True):
         while True:
+            # While the prompt runs, Ctrl-C is a key (it clears the line). A SIGINT that comes as the
+            # terminal leaves raw mode, just after Enter, is the user interrupting the command they
+            # entered: it is noted here (so that neither prompt_toolkit nor asyncio swallows it) and
+            # honoured before the command runs.
+            late.clear()
+            previous = signal.signal(signal.SIGINT, note_late)
             try:
-                line = prompt.prompt("tcpsh> ")
+                line = prompt.prompt("tcpsh> ", handle_sigint=False)
             except KeyboardInterrupt:
+                signal.signal(signal.SIGINT, previous)
                 continue  # Ctrl-C clears the line
             except EOFError:
+                signal.signal(signal.SIGINT, previous)
                 return
             try:
+                # From here a SIGINT raises KeyboardInterrupt, inside this try: it interrupts the command.
+                signal.signal(signal.SIGINT, previous)
+                if late:
+                    raise KeyboardInterrupt
+                interrupted_early(prompt)
                 session.execute(line)
             except Quit:
                 return

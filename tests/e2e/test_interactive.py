@@ -136,13 +136,6 @@ def test_ctrl_c_interrupts_a_waiting_command_and_the_connection_stays(shell: She
     assert "internal error" not in shell.text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a Ctrl-C pressed just after Enter (the line echoed, the terminal back in cooked mode) "
-    "is lost: prompt_toolkit's SIGINT handler is still installed and swallows it, so the command runs "
-    "on to its timeout; sometimes it also prints 'Exception in callback KeyProcessor.send_sigint() ... "
-    "Exception: Application is not running. Application.exit() failed.'",
-)
 def test_ctrl_c_right_after_enter_gives_the_prompt_back(shell: Shell) -> None:
     open_conn(shell, "c1", 9)  # discard: nothing comes back, so a receive would wait its whole timeout
     shell.prompt()
