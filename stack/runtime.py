@@ -354,7 +354,13 @@ class Stack:
                 if not wait:
                     return conn.id
                 deadline = None if timeout is None else self.clock() + timeout
-                ok = self._wait(lambda: conn.tcb.state is not State.SYN_SENT, deadline)
+                try:
+                    ok = self._wait(lambda: conn.tcb.state is not State.SYN_SENT, deadline)
+                except KeyboardInterrupt:
+                    # The user gave up on this OPEN: the attempt goes with it (no id was shown).
+                    now = self.clock()
+                    self.pool.apply(conn, conn.tcb.abort(now), now)
+                    raise
                 if conn.tcb.state is State.CLOSED:
                     raise StackError(f"{conn.id}: {conn.tcb.receive(0, self.clock()).error}")
                 if not ok:
