@@ -30,7 +30,7 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "MAY-17": (f"{TCB} `Tcb.receive` returns `Result.push`", f"{S}test_text_without_push_is_delivered_without_push"),
     "SHLD-28": (f"{TCB} `Tcb._send_data`: segments of Eff.snd.MSS while data and window allow", f"{SC}test_one_megabyte_each_way"),
     "MUST-1": ("stack/tcp/seq.py (modular arithmetic); windows kept as unsigned ints in stack/wire/tcp.py", f"{SC}test_sequence_numbers_wrap_around_2_to_the_32"),
-    "REC-1": OPEN,
+    "REC-1": (f"{TCB}: SND.WND and RCV.WND are plain ints, scaled by RFC 7323 window scale past 16 bits", "tests/core/test_rfc7323.py::test_large_windows_carry_a_transfer_through_loss_and_reordering"),
     "SHLD-14": (f"{TCB} `Tcb._window_to_advertise` never moves the right edge left", f"{S}test_receive_window_right_edge_never_moves_left"),
     "SHLD-15": (f"{TCB} `Tcb._send_data`: usable window <= 0 sends nothing new", f"{SC2}test_window_shrunk_to_zero_is_probed"),
     "SHLD-16": (f"{TCB} `Tcb._retransmission_timeout`: go-back-N from SND.UNA within the window", f"{SC}test_lost_data_segment_is_retransmitted"),
