@@ -14,6 +14,7 @@ P = "tests/core/test_properties.py::"
 W = "tests/wire/test_tcp.py::"
 POOL = "tests/core/test_pool.py::"
 ISN = "tests/core/test_isn.py::"
+DA = "tests/core/test_delayed_ack.py::"
 KA = "tests/core/test_keepalive.py::"
 KAK = "tests/interop/test_keepalive_kernel.py::"
 K = "tests/interop/test_stack_kernel.py::"
@@ -88,13 +89,13 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "MUST-19": ("stack/tcp/rto.py (exponential backoff), stack/tcp/congestion.py `Reno` (slow start, congestion avoidance, NewReno fast recovery)", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff, tests/core/test_recovery.py::test_third_duplicate_ack_retransmits_exactly_the_first_unacked_segment, {K}test_three_duplicate_acks_bring_a_fast_retransmit"),
     "MAY-4": ("not done: each datagram gets a new IP identification", "-"),
     "MUST-18": (f"{TCB} `Tcb._transmit`, `Tcb._transmit_syn`: no RTT sample from a retransmitted segment", OPEN[1]),
-    "MUST-58": (f"{TCB} `Tcb._output`: one ACK per event, piggybacked on data when there is data", f"{S}test_established_text_is_delivered_and_acked"),
+    "MUST-58": (f"{TCB} `Tcb._output`: one ACK per event, piggybacked on data; delayed ACKs aggregate further", f"{S}test_established_text_is_delivered_and_acked, {DA}test_half_as_many_acks_for_a_stream"),
     "SHLD-31": (f"{TCB} `Tcb._ooo_insert`, `Tcb._drain_ooo`", f"{S}test_out_of_order_text_is_held_and_duplicate_ack_sent_then_delivered"),
     "MUST-59": (f"{TCB} `Tcb._drain_ooo`: all queued segments processed, then one ACK", f"{S}test_out_of_order_text_is_held_and_duplicate_ack_sent_then_delivered"),
     "MAY-13": (f"{TCB} `Tcb._process_text_and_fin`: duplicate ACK for out-of-order text", f"{S}test_out_of_order_text_is_held_and_duplicate_ack_sent_then_delivered"),
-    "SHLD-18": OPEN,
-    "MUST-40": OPEN,
-    "SHLD-19": OPEN,
+    "SHLD-18": (f"{TCB} `Tcb._process_text_and_fin`, the delayed ACK timer; on in `TcbConfig.full()`", f"{DA}test_a_lone_segment_is_acknowledged_within_the_delay"),
+    "MUST-40": ("stack/tcp/config.py `ack_delay = 0.2`, refused at 0.5 s or more", f"{DA}test_a_lone_segment_is_acknowledged_within_the_delay, {DA}test_ack_delay_is_settable_but_stays_under_half_a_second"),
+    "SHLD-19": (f"{TCB} `Tcb._process_text_and_fin`: ACK at once after two full-sized segments", f"{DA}test_every_second_full_sized_segment_is_acknowledged_at_once"),
     "MUST-39": OPEN,
     "MUST-49": ("stack/runtime.py `Stack(ttl=)`; per connection: open", OPEN[1]),
     "MUST-38": OPEN,

@@ -37,6 +37,10 @@ class TcbConfig:
     keepalive_interval: float = 75.0
     keepalive_probes: int = 9
     keepalive_garbage: bool = False
+    # Delayed ACK (RFC 9293 section 3.8.6.3, SHLD-18): at most ack_delay after the data (MUST-40: under
+    # 0.5 s), and at least every second full-sized segment (SHLD-19).
+    delayed_ack: bool = False
+    ack_delay: float = 0.2
     # RFC 7323: window scale and timestamps (RTT measurement, PAWS), offered on our SYN.
     window_scale: bool = False
     timestamps: bool = False
@@ -48,7 +52,12 @@ class TcbConfig:
         TcbConfig() alone is the baseline of RFC 9293 section 3.10 (MSS the only option), which the
         crafted-segment tests check exactly; connections the stack opens use this profile.
         """
-        base: dict[str, object] = {"window_scale": True, "timestamps": True, "rcv_buf": 1 << 20}
+        base: dict[str, object] = {
+            "window_scale": True,
+            "timestamps": True,
+            "delayed_ack": True,
+            "rcv_buf": 1 << 20,
+        }
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]
 
@@ -71,6 +80,8 @@ class TcbConfig:
             raise ValueError(f"{name} takes a number, not {text!r}") from None
         if value <= 0:
             raise ValueError(f"{name} must be more than zero")
+        if key == "ack_delay" and value >= 0.5:
+            raise ValueError("ack-delay must be under 0.5 s (RFC 9293 MUST-40)")
         setattr(self, key, value)
 
     def describe(self) -> dict[str, str]:
@@ -95,6 +106,8 @@ SETTABLE = (
     "keepalive_interval",
     "keepalive_probes",
     "keepalive_garbage",
+    "delayed_ack",
+    "ack_delay",
     "r1",
     "r2",
     "rto_min",

@@ -36,6 +36,7 @@ MAX_WSCALE = 14  # RFC 7323 section 2.3
 RTX = "retransmission"
 PERSIST = "persist"
 KEEPALIVE = "keep-alive"
+DELACK = "delayed ACK"
 TIME_WAIT = "time-wait"
 SENDING_STATES = frozenset(
     {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
@@ -189,6 +190,7 @@ class Tcb:
         self._in_recovery = False
         self._recover = 0
         self._last_heard = 0.0  # when the peer last sent anything (keep-alive idleness)
+        self._delack_bytes = 0  # octets taken since our last ACK (delayed ACK)
         self._ka_probes = 0  # keep-alive probes sent since then
 
         self._tx: list[TcpSegment] = []
@@ -294,6 +296,8 @@ class Tcb:
             self._rcv_adv = seq_add(self.rcv_nxt, window << shift)
             self._last_ack_sent = ack
             self._ack_now = False
+            self._delack_bytes = 0
+            self._timers.pop(DELACK, None)  # this segment carries the ACK that was owed
         seg = TcpSegment(
             self.local_port,
             self.remote_port or 0,
@@ -437,10 +441,16 @@ class Tcb:
         if self.state not in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
             return
         free = self.config.rcv_buf - len(self._rcvq) - self._ooo_bytes()
-        opened = min(free, MAX_WINDOW << self.rcv_shift) - self.rcv_wnd
-        if opened >= min(self.config.rcv_buf // 2, self.config.mss_to_advertise):
-            self._ack_now = True
-            self._output(now)
+        offer = min(free, MAX_WINDOW << self.rcv_shift)
+        opened = offer - self.rcv_wnd
+        if opened < min(self.config.rcv_buf // 2, self.config.mss_to_advertise):
+            return
+        if self.config.delayed_ack and self.rcv_wnd >= offer // 2:
+            # The peer still sees at least half of what we could offer: the next ACK carries the new
+            # window soon enough, and a bulk transfer is not answered with an update per read.
+            return
+        self._ack_now = True
+        self._output(now)
 
     # ------------------------------------------------------------------ 3.10.4 CLOSE
 
@@ -990,13 +1000,27 @@ class Tcb:
             fin = False
         if not text and not fin:
             return
-        self._ack_now = True  # every segment with text or FIN is acknowledged
         if seq != self.rcv_nxt:
-            # Out of order: hold it (SHLD-31) and send a duplicate ACK (MAY-13).
+            # Out of order: hold it (SHLD-31) and send a duplicate ACK at once (MAY-13).
+            self._ack_now = True
             self._ooo_insert(seq, bytes(text), fin)
             return
+        filled_gap = bool(self._ooo)
         delivered = self._accept_in_order(bytes(text), fin, bool(seg.flags & Flags.PSH), now)
         self._signal_delivery(delivered + self._drain_ooo(now))
+        # Every segment with text or FIN is acknowledged: at once without delayed ACKs, when it ends a
+        # gap (RFC 5681 4.2) or carries a FIN; otherwise within ack_delay, or at the second full-sized
+        # segment (SHLD-18, MUST-40, SHLD-19; MUST-58 aggregates).
+        self._delack_bytes += len(text)
+        if (
+            not self.config.delayed_ack
+            or fin
+            or filled_gap
+            or self._delack_bytes >= 2 * self.config.mss_to_advertise
+        ):
+            self._ack_now = True
+        elif DELACK not in self._timers:
+            self._timers[DELACK] = now + self.config.ack_delay
 
     def _signal_delivery(self, delivered: int) -> None:
         """Tell the user of the text just taken, then of a FIN that came behind it (in that order)."""
@@ -1220,6 +1244,11 @@ class Tcb:
         t = self._timers.get(KEEPALIVE)
         if t is not None and now >= t and self.state is not State.CLOSED:
             self._keepalive_timeout(now)
+        t = self._timers.get(DELACK)
+        if t is not None and now >= t:
+            del self._timers[DELACK]
+            self._ack_now = True
+            self._output(now)
         return self._result()
 
     def _retransmission_timeout(self, now: float) -> None:
