@@ -14,6 +14,7 @@ P = "tests/core/test_properties.py::"
 W = "tests/wire/test_tcp.py::"
 POOL = "tests/core/test_pool.py::"
 ISN = "tests/core/test_isn.py::"
+NG = "tests/core/test_nagle.py::"
 DA = "tests/core/test_delayed_ack.py::"
 KA = "tests/core/test_keepalive.py::"
 KAK = "tests/interop/test_keepalive_kernel.py::"
@@ -99,8 +100,8 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "MUST-39": OPEN,
     "MUST-49": ("stack/runtime.py `Stack(ttl=)`; per connection: open", OPEN[1]),
     "MUST-38": OPEN,
-    "SHLD-7": OPEN,
-    "MUST-17": OPEN,
+    "SHLD-7": (f"{TCB} `Tcb._send_data`: short segments wait while data is unacknowledged; on in `TcbConfig.full()`", f"{NG}test_small_segment_waits_while_data_is_unacknowledged, {NG}test_many_small_writes_become_few_segments_between_two_tcbs"),
+    "MUST-17": ("stack/tcp/config.py `nagle`; shell `open --nodelay`, `set ID nagle off`", f"{NG}test_nagle_off_sends_at_once"),
     "MUST-20": (f"{TCB} `Tcb._retransmission_timeout`: R1 -> RETRANSMITTING event (no routing cache to advise), R2 -> TIMED_OUT", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff"),
     "MUST-21": ("stack/tcp/config.py `TcbConfig.r2`, `r2_syn` per connection", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff"),
     "SHLD-9": (f"{TCB} `EventKind.RETRANSMITTING` once per episode; shell news line", OPEN[1]),

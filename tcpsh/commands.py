@@ -277,6 +277,7 @@ COMMANDS: tuple[Command, ...] = (
             Opt("--remote", "host", "with --passive: accept only this HOST or HOST:PORT"),
             Opt("--local-port", "port", "local port for an active OPEN (default: a free ephemeral port)"),
             Opt("--no-wait", "flag", "return at once after sending the SYN"),
+            Opt("--nodelay", "flag", "turn Nagle's algorithm off for this connection (MUST-17)"),
             TIMEOUT,
         ),
     ),

@@ -6,6 +6,7 @@ arrive differs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -133,6 +134,7 @@ class Session:
             local_port=v.get("local_port"),
             timeout=v.get("timeout", DEFAULT_TIMEOUT),
             wait=not v.get("no_wait", False),
+            config=dataclasses.replace(self.stack.config, nagle=False) if v.get("nodelay") else None,
         )
         st = self.stack.status(cid)
         self.out(f"{cid} {st.state} {st.local_addr}:{st.local_port} -> {host}:{port}")

@@ -41,6 +41,8 @@ class TcbConfig:
     # 0.5 s), and at least every second full-sized segment (SHLD-19).
     delayed_ack: bool = False
     ack_delay: float = 0.2
+    # Nagle's algorithm (RFC 9293 section 3.7.4, SHLD-7), which the application can turn off (MUST-17).
+    nagle: bool = False
     # RFC 7323: window scale and timestamps (RTT measurement, PAWS), offered on our SYN.
     window_scale: bool = False
     timestamps: bool = False
@@ -56,6 +58,7 @@ class TcbConfig:
             "window_scale": True,
             "timestamps": True,
             "delayed_ack": True,
+            "nagle": True,
             "rcv_buf": 1 << 20,
         }
         base.update(overrides)
@@ -106,6 +109,7 @@ SETTABLE = (
     "keepalive_interval",
     "keepalive_probes",
     "keepalive_garbage",
+    "nagle",
     "delayed_ack",
     "ack_delay",
     "r1",

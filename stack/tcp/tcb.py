@@ -1174,12 +1174,24 @@ class Tcb:
             remaining = len(self._sndq) - offset
             if remaining > 0:
                 usable = seq_diff(seq_add(self.snd_una, wnd), self.snd_nxt)
+                forced = probe
                 if usable <= 0:
                     if not probe:
                         return  # window full (or shrunk: nothing new goes out, MUST-34)
                     usable = 1
                 probe = False
                 n = min(mss, usable, remaining)
+                if (
+                    n < mss
+                    and self.config.nagle
+                    and not forced
+                    and not self._fin_queued
+                    and self.snd_una != self.snd_max
+                    and seq_ge(self.snd_nxt, self.snd_max)
+                ):
+                    # Nagle (RFC 9293 3.7.4, SHLD-7): a segment short of the MSS waits while data is
+                    # unacknowledged; the ACK that comes for it lets the gathered data go.
+                    return
                 payload = bytes(self._sndq[offset : offset + n])
                 flags = Flags.ACK
                 if n == remaining:
