@@ -95,7 +95,7 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "MUST-59": (f"{TCB} `Tcb._drain_ooo`: all queued segments processed, then one ACK", f"{S}test_out_of_order_text_is_held_and_duplicate_ack_sent_then_delivered"),
     "MAY-13": (f"{TCB} `Tcb._process_text_and_fin`: duplicate ACK for out-of-order text", f"{S}test_out_of_order_text_is_held_and_duplicate_ack_sent_then_delivered"),
     "SHLD-18": (f"{TCB} `Tcb._process_text_and_fin`, the delayed ACK timer; on in `TcbConfig.full()`", f"{DA}test_a_lone_segment_is_acknowledged_within_the_delay"),
-    "MUST-40": ("stack/tcp/config.py `ack_delay = 0.2`, refused at 0.5 s or more", f"{DA}test_a_lone_segment_is_acknowledged_within_the_delay, {DA}test_ack_delay_is_settable_but_stays_under_half_a_second"),
+    "MUST-40": ("stack/tcp/config.py `ack_delay = 0.1`, refused at 0.5 s or more", f"{DA}test_a_lone_segment_is_acknowledged_within_the_delay, {DA}test_ack_delay_is_settable_but_stays_under_half_a_second"),
     "SHLD-19": (f"{TCB} `Tcb._process_text_and_fin`: ACK at once after two full-sized segments", f"{DA}test_every_second_full_sized_segment_is_acknowledged_at_once"),
     "MUST-39": OPEN,
     "MUST-49": ("stack/runtime.py `Stack(ttl=)`; per connection: open", OPEN[1]),
