@@ -54,9 +54,6 @@ NEWS = {
 class Session:
     stack: Stack
     console: Console = field(default_factory=Console)
-    intro: str = ""
-    # Called with a line to print from another thread (the news of the stack); set by the prompt.
-    _pending: list[str] = field(default_factory=list)
     # Data read past what `expect` waited for, kept for the next receive or expect on that connection.
     _unread: dict[str, bytearray] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
