@@ -580,6 +580,12 @@ class Tcb:
         self._ooo.clear()
         self._signal(EventKind.CLOSED, reason)
 
+    def _time_out(self, message: str) -> None:
+        """The peer stopped answering (R2, or keep-alive probes): tell the user, delete the TCB."""
+        self._close_error = TcpError.TIMED_OUT
+        self._signal(EventKind.TIMED_OUT, message)
+        self._delete(TcpError.TIMED_OUT.value)
+
     def _reset_by_peer(self, kind: EventKind, error: TcpError) -> None:
         """"connection reset" / "connection refused": flush all queues, signal, delete (MUST-12)."""
         self._close_error = error
@@ -1130,9 +1136,7 @@ class Tcb:
         del self._timers[KEEPALIVE]
         cfg = self.config
         if self._ka_probes >= cfg.keepalive_probes:
-            self._close_error = TcpError.TIMED_OUT
-            self._signal(EventKind.TIMED_OUT, f"{self._ka_probes} keep-alive probes unanswered")
-            self._delete(TcpError.TIMED_OUT.value)
+            self._time_out(f"{self._ka_probes} keep-alive probes unanswered")
             return
         self._ka_probes += 1
         self._emit(seq_add(self.snd_max, -1), Flags.ACK, b"\0" if cfg.keepalive_garbage else b"")
@@ -1268,9 +1272,7 @@ class Tcb:
         del self._timers[RTX]
         if now - self._episode_start >= self._r2():
             # R2 passed (MUST-20, and MUST-22 for a SYN): give up, tell the user (USER TIMEOUT).
-            self._close_error = TcpError.TIMED_OUT
-            self._signal(EventKind.TIMED_OUT, str(TcpError.TIMED_OUT))
-            self._delete(TcpError.TIMED_OUT.value)
+            self._time_out(str(TcpError.TIMED_OUT))
             return
         self._retx_count += 1
         if self._retx_count >= self.config.r1 and not self._r1_told:
