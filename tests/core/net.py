@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 
 from stack.tcp import Event, EventKind, Result, State, Tcb, TcbConfig
 from stack.tcp.isn import FixedIsn
-from stack.wire.tcp import Flags, TcpSegment
+from stack.wire.tcp import Flags, TcpOptions, TcpSegment
 
 A_ADDR = IPv4Address("198.18.0.1")
 B_ADDR = IPv4Address("198.18.0.2")
@@ -260,3 +260,30 @@ def trace(net: Net, last: int | None = None) -> str:
         f"<WND={seg.window}><LEN={len(seg.payload)}>"
         for t, s, seg in rows
     )
+
+
+def handshaken(
+    config: TcbConfig | None = None,
+    *,
+    iss: int = 1000,
+    irs: int = 5000,
+    window: int = 8000,
+    mss: int = 1460,
+    now: float = 0.0,
+) -> Tcb:
+    """Our TCB (198.18.0.1:40000) after an active OPEN to 198.18.0.2:80 answered by a crafted SYN,ACK
+    with the peer's `window` and MSS option: ESTABLISHED, nothing sent yet."""
+    tcb = Tcb(A_ADDR, 40000, B_ADDR, 80, config=config or TcbConfig(), isn=FixedIsn(iss))
+    tcb.open(now)
+    synack = TcpSegment(
+        80,
+        40000,
+        seq=irs,
+        ack=(iss + 1) & 0xFFFFFFFF,
+        flags=Flags.SYN | Flags.ACK,
+        window=window,
+        options=TcpOptions(mss=mss),
+    )
+    tcb.segment_arrives(synack, now)
+    assert tcb.state is State.ESTABLISHED
+    return tcb

@@ -7,9 +7,8 @@ from ipaddress import IPv4Address
 import pytest
 
 from stack.tcp import EventKind, State, Tcb, TcbConfig
-from stack.tcp.isn import FixedIsn
-from stack.wire.tcp import Flags, TcpOptions, TcpSegment
-from tests.core.net import connected
+from stack.wire.tcp import Flags, TcpSegment
+from tests.core.net import connected, handshaken
 
 A = IPv4Address("198.18.0.1")
 B = IPv4Address("198.18.0.2")
@@ -17,22 +16,7 @@ ISS, IRS = 1000, 5000
 
 
 def established(**settings: object) -> Tcb:
-    tcb = Tcb(A, 40000, B, 80, config=TcbConfig(**settings), isn=FixedIsn(ISS))  # type: ignore[arg-type]
-    tcb.open(0.0)
-    tcb.segment_arrives(
-        TcpSegment(
-            80,
-            40000,
-            seq=IRS,
-            ack=ISS + 1,
-            flags=Flags.SYN | Flags.ACK,
-            window=8000,
-            options=TcpOptions(mss=1460),
-        ),
-        0.0,
-    )
-    assert tcb.state is State.ESTABLISHED
-    return tcb
+    return handshaken(TcbConfig(**settings), iss=ISS, irs=IRS)  # type: ignore[arg-type]
 
 
 def answer(tcb: Tcb, now: float) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from stack.tcp import Tcb, TcbConfig
-from stack.tcp.isn import FixedIsn
-from stack.wire.tcp import Flags, TcpOptions, TcpSegment
-from tests.core.net import connected
+from stack.wire.tcp import Flags, TcpSegment
+from tests.core.net import connected, handshaken
 
 A = IPv4Address("198.18.0.1")
 B = IPv4Address("198.18.0.2")
@@ -15,21 +14,7 @@ ISS, IRS = 1000, 5000
 
 
 def established(nagle: bool = True) -> Tcb:
-    tcb = Tcb(A, 40000, B, 80, config=TcbConfig(nagle=nagle), isn=FixedIsn(ISS))
-    tcb.open(0.0)
-    tcb.segment_arrives(
-        TcpSegment(
-            80,
-            40000,
-            seq=IRS,
-            ack=ISS + 1,
-            flags=Flags.SYN | Flags.ACK,
-            window=60000,
-            options=TcpOptions(mss=1000),
-        ),
-        0.01,
-    )
-    return tcb
+    return handshaken(TcbConfig(nagle=nagle), iss=ISS, irs=IRS, window=60000, mss=1000, now=0.01)
 
 
 def ack(n: int) -> TcpSegment:

@@ -9,10 +9,9 @@ import hashlib
 import random
 from ipaddress import IPv4Address
 
-from stack.tcp import EventKind, State, Tcb, TcbConfig
-from stack.tcp.isn import FixedIsn
-from stack.wire.tcp import Flags, TcpOptions, TcpSegment
-from tests.core.net import connected, drop_nth, trace
+from stack.tcp import EventKind, State, Tcb
+from stack.wire.tcp import Flags, TcpSegment
+from tests.core.net import connected, drop_nth, handshaken, trace
 
 RTO_MIN = 1.0  # the default: a recovery that waited for the timer would take at least this long
 
@@ -78,20 +77,7 @@ ISS, IRS, MSS = 10_000, 20_000, 1000
 
 def sender(window: int = 60_000) -> Tcb:
     """ESTABLISHED with a peer window of `window`, MSS 1000, and cwnd opened to 20 segments."""
-    tcb = Tcb(A, 40000, B, 80, config=TcbConfig(), isn=FixedIsn(ISS))
-    tcb.open(0.0)
-    tcb.segment_arrives(
-        TcpSegment(
-            80,
-            40000,
-            seq=IRS,
-            ack=ISS + 1,
-            flags=Flags.SYN | Flags.ACK,
-            window=window,
-            options=TcpOptions(mss=MSS),
-        ),
-        0.01,
-    )
+    tcb = handshaken(iss=ISS, irs=IRS, window=window, mss=MSS, now=0.01)
     tcb.cc.cwnd = 20 * MSS
     return tcb
 

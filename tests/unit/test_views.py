@@ -8,10 +8,10 @@ from ipaddress import IPv4Address
 from rich.console import Console, RenderableType
 
 from stack.tcp import State, Tcb, TcbConfig
-from stack.tcp.isn import FixedIsn
 from stack.wire.tcp import Flags, TcpOptions, TcpSegment
 from tcpsh import views
 from tcpsh.watch import render
+from tests.core.net import handshaken
 
 A = IPv4Address("198.18.0.1")
 B = IPv4Address("198.18.0.2")
@@ -27,20 +27,7 @@ def text(r: RenderableType, width: int = 100) -> str:
 def established(iss: int = 1000, irs: int = 5000, *, unacked: bytes = b"", queued: int = 0) -> Tcb:
     """Our TCB after a handshake, with `unacked` sent and not acknowledged and `queued` octets
     waiting behind a window of 2000."""
-    tcb = Tcb(A, 40000, B, 80, config=TcbConfig(), isn=FixedIsn(iss))
-    tcb.open(0.0)
-    tcb.segment_arrives(
-        TcpSegment(
-            80,
-            40000,
-            seq=irs,
-            ack=(iss + 1) & 0xFFFFFFFF,
-            flags=Flags.SYN | Flags.ACK,
-            window=2000,
-            options=TcpOptions(mss=1000),
-        ),
-        0.01,
-    )
+    tcb = handshaken(iss=iss, irs=irs, window=2000, mss=1000, now=0.01)
     if unacked or queued:
         tcb.send(unacked + bytes(queued), 0.02)
     return tcb
