@@ -28,6 +28,14 @@ KEEP_EXCHANGE = 1000  # segments kept per connection for `exchange` (headers onl
 Key = tuple[int, IPv4Address, int]  # (local port, remote address, remote port)
 
 
+BROADCAST = IPv4Address("255.255.255.255")
+
+
+def is_unicast(addr: IPv4Address) -> bool:
+    """Not multicast, not the limited broadcast, not 0.0.0.0 (MUST-46, MUST-57, MUST-63)."""
+    return not (addr.is_multicast or addr.is_unspecified or addr == BROADCAST)
+
+
 class PoolError(Exception):
     """A user call the pool refuses before any TCB sees it: one line saying why."""
 
@@ -126,7 +134,7 @@ class Pool:
         config: TcbConfig | None = None,
     ) -> Conn:
         """Active OPEN (RFC 9293 section 3.10.1)."""
-        if remote.is_multicast or remote == IPv4Address("255.255.255.255") or remote.is_unspecified:
+        if not is_unicast(remote):
             raise PoolError(f"{remote} is not a unicast address (MUST-46: no OPEN to broadcast or multicast)")
         if not 0 < rport < 65536:
             raise PoolError(f"port {rport} is out of range 1-65535")
@@ -164,7 +172,7 @@ class Pool:
 
     def deliver(self, src: IPv4Address, seg: TcpSegment, now: float) -> None:
         """A segment from `src` to our address: to its connection, else a listener, else a RST (3.10.7.1)."""
-        if src.is_multicast or src.is_unspecified or src == IPv4Address("255.255.255.255"):
+        if not is_unicast(src):
             self.dropped += 1  # MUST-63: no SYN (nor anything) from a broadcast or multicast source
             return
         conn = self._by_key.get((seg.dst_port, src, seg.src_port))

@@ -81,6 +81,9 @@ class Session:
         if self._held is not None:
             self._held.append(text)
             return
+        self._print_news(text)
+
+    def _print_news(self, text: str) -> None:
         self.console.print(f"[dim]*[/dim] {text}", highlight=False)
 
     # ------------------------------------------------------------------ running lines
@@ -221,7 +224,7 @@ class Session:
         finally:
             held, self._held = self._held, None
             for text in held:
-                self.console.print(f"[dim]*[/dim] {text}", highlight=False)
+                self._print_news(text)
 
     def _snapshot(self, ids: list[str]) -> list[tuple[str, Any]]:
         wanted = set(ids)
