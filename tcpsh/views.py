@@ -114,7 +114,9 @@ def tcb_table(cid: str, s: TcbStatus) -> Table:
         ("receive queued", str(s.recv_queued), "arrived, not yet read"),
         ("out of order", str(s.ooo_queued), "held for a gap to fill"),
         ("segments in / out", f"{s.segments_in} / {s.segments_out}", ""),
-        ("retransmissions", str(s.retransmissions), ""),
+        ("retransmissions", str(s.retransmissions), "segments sent again"),
+        ("RTO expiries", str(s.rto_expiries), "timeouts: cwnd back to one segment"),
+        ("fast retransmits", str(s.fast_retransmits), "losses repaired without a timeout"),
         ("bad segments", str(s.bad_segments), "dropped as malformed"),
     ]
     for name, left in sorted(s.timers.items()):

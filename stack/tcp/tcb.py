@@ -103,6 +103,8 @@ class TcbStatus:
     segments_in: int
     segments_out: int
     bad_segments: int
+    rto_expiries: int = 0  # retransmission timeouts (each one collapses cwnd to one segment)
+    fast_retransmits: int = 0  # losses repaired by fast retransmit (three duplicate ACKs or SACK)
     snd_shift: int = 0  # RFC 7323 window scale applied to the peer's windows
     rcv_shift: int = 0  # ... and to ours
     timestamps: bool = False  # RFC 7323 timestamps in use
@@ -201,6 +203,8 @@ class Tcb:
         self.segments_in = 0
         self.segments_out = 0
         self.bad_segments = 0
+        self.rto_expiries = 0
+        self.fast_retransmits = 0
 
     def _make_cc(self, name: str) -> CongestionControl:
         try:
@@ -564,6 +568,8 @@ class Tcb:
             segments_in=self.segments_in,
             segments_out=self.segments_out,
             bad_segments=self.bad_segments,
+            rto_expiries=self.rto_expiries,
+            fast_retransmits=self.fast_retransmits,
             snd_shift=self.snd_shift,
             rcv_shift=self.rcv_shift,
             timestamps=self.ts_ok,
@@ -953,6 +959,7 @@ class Tcb:
             self._recover = seq_add(self.snd_max, -1)
             self._in_recovery = True
             self.cc.enter_recovery(self._flight(), now)
+            self.fast_retransmits += 1
             self._retransmit_first(now)
         # On the first two, limited transmit (RFC 3042) lets _send_data send new data.
 
@@ -1286,6 +1293,7 @@ class Tcb:
             self._syn_retransmitted = True
             self._transmit_syn(now, first=False)
             return
+        self.rto_expiries += 1
         self.cc.on_timeout(self._flight(), now)
         self._in_recovery = False  # RFC 6582 section 4: after a timeout, recover = highest sent
         self._dupacks = 0
