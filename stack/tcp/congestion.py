@@ -1,9 +1,10 @@
 """Congestion control, behind one small interface so that algorithms can be chosen per connection.
 
 Reno here is RFC 5681: slow start, congestion avoidance, the loss window after a retransmission
-timeout (with RFC 6298's exponential backoff this answers MUST-19), and fast recovery with NewReno's
-partial acknowledgments (RFC 6582). The TCB decides when (duplicate ACKs, partial and full ACKs);
-the algorithm decides by how much.
+timeout (with RFC 6298's exponential backoff this answers MUST-19), restart after idle, and fast
+recovery with NewReno's partial acknowledgments (RFC 6582). The TCB decides when (duplicate ACKs,
+partial and full ACKs, idle periods, RTT samples); the algorithm decides by how much. Time comes only
+from the arguments.
 """
 
 from __future__ import annotations
@@ -33,20 +34,29 @@ class CongestionControl(Protocol):
     def exit_recovery(self, flight: int) -> None:
         """A full ACK ends fast recovery (RFC 6582 3.2 step 4)."""
 
+    def restart_after_idle(self, iw: int) -> None:
+        """Nothing was sent for longer than an RTO (RFC 5681 4.1); `iw` is the connection's IW."""
 
-def initial_window(mss: int) -> int:
-    """IW per RFC 5681 section 3.1: min(4*SMSS, max(2*SMSS, 4380 bytes))."""
+    def on_rtt(self, srtt: float) -> None:
+        """The smoothed RTT in seconds after a new sample (CUBIC uses it; Reno does not)."""
+
+
+def initial_window(mss: int, *, rfc6928: bool = False) -> int:
+    """IW in octets: RFC 5681 section 3.1, min(4*SMSS, max(2*SMSS, 4380 bytes)), or the larger one of
+    RFC 6928 section 2, min(10*MSS, max(2*MSS, 14600))."""
+    if rfc6928:
+        return min(10 * mss, max(2 * mss, 14600))
     return min(4 * mss, max(2 * mss, 4380))
 
 
 class Reno:
-    """RFC 5681 slow start and congestion avoidance."""
+    """RFC 5681 slow start and congestion avoidance, RFC 6582 fast recovery."""
 
     name = "reno"
 
-    def __init__(self, mss: int) -> None:
+    def __init__(self, mss: int, iw: int | None = None) -> None:
         self.mss = mss
-        self.cwnd = initial_window(mss)
+        self.cwnd = initial_window(mss) if iw is None else iw
         self.ssthresh = 1 << 30  # "arbitrarily high" (RFC 5681 section 3.1)
         self._ca_acc = 0
 
@@ -61,15 +71,19 @@ class Reno:
                 self._ca_acc -= self.cwnd
                 self.cwnd += self.mss
 
+    def _loss_ssthresh(self, flight: int) -> int:
+        # RFC 5681 equation (4): ssthresh = max(FlightSize / 2, 2*SMSS)
+        return max(flight // 2, 2 * self.mss)
+
     def on_timeout(self, flight: int, now: float) -> None:
-        # (4) ssthresh = max(FlightSize / 2, 2*SMSS); cwnd = loss window = 1 SMSS
-        self.ssthresh = max(flight // 2, 2 * self.mss)
+        # RFC 5681 3.1: ssthresh as in (4); cwnd = loss window = 1 SMSS
+        self.ssthresh = self._loss_ssthresh(flight)
         self.cwnd = self.mss
         self._ca_acc = 0
 
     def enter_recovery(self, flight: int, now: float) -> None:
-        # RFC 5681 3.2 steps 2 and 3: ssthresh = max(FlightSize / 2, 2*SMSS); cwnd = ssthresh + 3*SMSS
-        self.ssthresh = max(flight // 2, 2 * self.mss)
+        # RFC 5681 3.2 steps 2 and 3: ssthresh as in (4); cwnd = ssthresh + 3*SMSS
+        self.ssthresh = self._loss_ssthresh(flight)
         self.cwnd = self.ssthresh + 3 * self.mss
         self._ca_acc = 0
 
@@ -84,3 +98,15 @@ class Reno:
     def exit_recovery(self, flight: int) -> None:
         # RFC 6582 3.2 step 4, option 1: cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS)
         self.cwnd = min(self.ssthresh, max(flight, self.mss) + self.mss)
+
+    def restart_after_idle(self, iw: int) -> None:
+        # RFC 5681 4.1: cwnd = min(RW, cwnd) with the restart window RW = min(IW, cwnd)
+        if iw < self.cwnd:
+            self.cwnd = iw
+            self._ca_acc = 0
+
+    def on_rtt(self, srtt: float) -> None:
+        pass  # Reno counts acknowledged bytes, not time
+
+
+CONGESTION_CONTROLS: dict[str, type[Reno]] = {"reno": Reno}
