@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from stack.tcp.congestion import CONGESTION_CONTROLS, Reno, initial_window
+from stack.tcp.congestion import CONGESTION_CONTROLS, Cubic, Reno, initial_window
 
 MSS = 1000
 
@@ -41,14 +41,14 @@ def test_initial_window_by_rfc5681_and_rfc6928(mss, rfc5681, rfc6928):
     assert initial_window(mss, rfc6928=True) == rfc6928
 
 
-@pytest.mark.parametrize("algorithm", [Reno])
+@pytest.mark.parametrize("algorithm", [Reno, Cubic])
 def test_the_window_starts_at_the_initial_window_given(algorithm):
     assert algorithm(1460).cwnd == 4380  # RFC 5681 when the TCB gives none
     assert algorithm(1460, initial_window(1460, rfc6928=True)).cwnd == 14600
 
 
 def test_registry_names_each_algorithm():
-    assert CONGESTION_CONTROLS["reno"] is Reno
+    assert CONGESTION_CONTROLS["reno"] is Reno and CONGESTION_CONTROLS["cubic"] is Cubic
     assert all(cls.name == name for name, cls in CONGESTION_CONTROLS.items())
 
 
@@ -184,7 +184,7 @@ def test_a_second_timeout_keeps_ssthresh_from_the_flight_then():
 # ---------------------------------------------------------------------- restart after idle
 
 
-@pytest.mark.parametrize("algorithm", [Reno])
+@pytest.mark.parametrize("algorithm", [Reno, Cubic])
 def test_restart_after_idle_cuts_the_window_to_the_initial_window(algorithm):
     """RFC 5681 4.1: cwnd = min(RW, cwnd) with RW = min(IW, cwnd); ssthresh is kept."""
     cc = algorithm(1460)
