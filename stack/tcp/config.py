@@ -47,10 +47,14 @@ class TcbConfig:
     # RFC 7323: window scale and timestamps (RTT measurement, PAWS), offered on our SYN.
     window_scale: bool = False
     timestamps: bool = False
+    # RFC 2018 selective acknowledgments, offered on our SYN; with them, loss recovery by RFC 6675.
+    sack: bool = False
+    # The out-of-order queue holds at most this many pieces (its octets are bounded by the window).
+    ooo_max: int = 4096
 
     @classmethod
     def full(cls, **overrides: object) -> TcbConfig:
-        """The stack's defaults: the RFC 9293 baseline plus RFC 7323 and a 1 MiB receive buffer.
+        """The stack's defaults: the RFC 9293 baseline plus RFC 7323, SACK and a 1 MiB receive buffer.
 
         TcbConfig() alone is the baseline of RFC 9293 section 3.10 (MSS the only option), which the
         crafted-segment tests check exactly; connections the stack opens use this profile.
@@ -58,6 +62,7 @@ class TcbConfig:
         base: dict[str, object] = {
             "window_scale": True,
             "timestamps": True,
+            "sack": True,
             "delayed_ack": True,
             "nagle": True,
             "rcv_buf": 1 << 20,

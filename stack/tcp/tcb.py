@@ -24,6 +24,7 @@ from stack.tcp.config import TcbConfig
 from stack.tcp.congestion import CongestionControl, Reno
 from stack.tcp.isn import IsnSource, Rfc6528Isn
 from stack.tcp.rto import RtoEstimator
+from stack.tcp.sack import Range, Scoreboard, receiver_blocks
 from stack.tcp.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt, seq_max
 from stack.tcp.types import SYNCHRONIZED, Event, EventKind, Result, State, TcpError
 from stack.wire.tcp import NO_OPTIONS, Flags, TcpOptions, TcpSegment
@@ -108,6 +109,9 @@ class TcbStatus:
     snd_shift: int = 0  # RFC 7323 window scale applied to the peer's windows
     rcv_shift: int = 0  # ... and to ours
     timestamps: bool = False  # RFC 7323 timestamps in use
+    sack: bool = False  # RFC 2018 SACK in use
+    sacked: int = 0  # octets the peer has SACKed above SND.UNA (the scoreboard, RFC 6675)
+    in_recovery: bool = False  # fast recovery (RFC 6582, or RFC 6675 with SACK)
     settings: dict[str, str] = dataclasses.field(default_factory=dict)  # what `set` can change
 
 
@@ -169,7 +173,18 @@ class Tcb:
         self._fin_queued = False  # CLOSE was called: a FIN follows the queued data
         self._rcvq = bytearray()
         self._rcv_push = False
-        self._ooo: list[tuple[int, bytes, bool]] = []  # (seq, text, fin) held for later (SHLD-31)
+        # Out-of-order segments held for later (SHLD-31): (seq, text, fin), disjoint and in order; the
+        # contiguous spans they form (the SACK blocks of RFC 2018), and the newest arrivals' seqs.
+        self._ooo: list[tuple[int, bytes, bool]] = []
+        self._ooo_len = 0
+        self._ooo_spans: list[Range] = []
+        self._ooo_recent: list[int] = []
+        # RFC 2018 / RFC 6675: SACK negotiated, the scoreboard, and HighRxt (the end of the highest
+        # retransmission in this recovery).
+        self.sack_ok = False
+        self._peer_sack = False
+        self._sb = Scoreboard()
+        self._high_rxt = 0
         self._close_error: TcpError | None = None  # why the connection ended, if not by a clean close
 
         self.rto = RtoEstimator(
@@ -263,7 +278,13 @@ class Tcb:
         return seq_diff(self.snd_max, self.snd_una)
 
     def _ooo_bytes(self) -> int:
-        return sum(len(t) for _, t, _ in self._ooo)
+        return self._ooo_len
+
+    def _ooo_clear(self) -> None:
+        self._ooo.clear()
+        self._ooo_spans.clear()
+        self._ooo_recent.clear()
+        self._ooo_len = 0
 
     # ------------------------------------------------------------------ results
 
@@ -292,8 +313,11 @@ class Tcb:
                 window = min(window, MAX_WINDOW)  # the window of a SYN is never scaled (RFC 7323 2.2)
             else:
                 window >>= self.rcv_shift
-                if self.ts_ok and options is NO_OPTIONS:
-                    options = TcpOptions(timestamps=(self._ts_now, self.ts_recent))  # RFC 7323 3.2
+                if options is NO_OPTIONS and (self.ts_ok or (self.sack_ok and self._ooo_spans)):
+                    options = TcpOptions(
+                        timestamps=(self._ts_now, self.ts_recent) if self.ts_ok else None,  # RFC 7323 3.2
+                        sack_blocks=self._sack_blocks() if flags & Flags.ACK else (),
+                    )
         if flags & Flags.ACK:
             ack = self.rcv_nxt
             shift = 0 if flags & Flags.SYN else self.rcv_shift
@@ -317,10 +341,21 @@ class Tcb:
         return seg
 
     def _window_to_advertise(self) -> int:
-        """Free receive buffer, never moving the right edge to the left (SHLD-14), at most 65535."""
-        free = self.config.rcv_buf - len(self._rcvq) - self._ooo_bytes()
-        keep = seq_diff(self._rcv_adv, self.rcv_nxt)
-        return max(0, min(MAX_WINDOW << self.rcv_shift, max(free, keep)))
+        """The window to offer (RFC 9293 section 3.8.6.2.2): the right edge never moves left (SHLD-14),
+        and it moves right only by at least min(RCV.BUFF / 2, Eff.snd.MSS) at a time, so the peer is
+        never invited to send small segments (receiver SWS avoidance, MUST-39)."""
+        free = self.config.rcv_buf - len(self._rcvq) - self._ooo_len
+        keep = max(0, seq_diff(self._rcv_adv, self.rcv_nxt))
+        if free - keep >= min(self.config.rcv_buf // 2, self.config.mss_to_advertise):
+            keep = free
+        return min(MAX_WINDOW << self.rcv_shift, keep)
+
+    def _sack_blocks(self) -> tuple[Range, ...]:
+        """SACK blocks for the out-of-order data held (RFC 2018 section 4): three fit beside the
+        timestamps option, four without it."""
+        if not self.sack_ok or not self._ooo_spans:
+            return ()
+        return receiver_blocks(self._ooo_spans, self._ooo_recent, 3 if self.ts_ok else 4)
 
     # ------------------------------------------------------------------ 3.10.1 OPEN
 
@@ -377,7 +412,9 @@ class Tcb:
         ts = None
         if cfg.timestamps and (not answering or self.ts_ok):
             ts = (self._ts_now, self.ts_recent if answering else 0)
-        return TcpOptions(mss=cfg.mss_to_advertise, wscale=wscale, timestamps=ts)
+        # RFC 2018 section 2: SACK-permitted on a SYN; on a SYN,ACK only if the SYN had it.
+        sack = cfg.sack and (not answering or self._peer_sack)
+        return TcpOptions(mss=cfg.mss_to_advertise, wscale=wscale, sack_permitted=sack, timestamps=ts)
 
     def _transmit_syn(self, now: float, *, first: bool) -> None:
         """(Re)send our SYN (SYN-SENT) or SYN,ACK (otherwise) and run the retransmission timer."""
@@ -573,6 +610,9 @@ class Tcb:
             snd_shift=self.snd_shift,
             rcv_shift=self.rcv_shift,
             timestamps=self.ts_ok,
+            sack=self.sack_ok,
+            sacked=self._sb.sacked,
+            in_recovery=self._in_recovery,
             settings=self.config.describe(),
         )
 
@@ -583,7 +623,8 @@ class Tcb:
         self.state = State.CLOSED
         self._timers.clear()
         self._sndq.clear()
-        self._ooo.clear()
+        self._ooo_clear()
+        self._sb.clear()
         self._signal(EventKind.CLOSED, reason)
 
     def _time_out(self, message: str) -> None:
@@ -640,6 +681,7 @@ class Tcb:
         self._rcv_adv = seq_add(self.rcv_nxt, min(MAX_WINDOW, self.config.rcv_buf))
         # MSS option on a SYN (MUST-14); 536 when absent (MUST-15).
         opts = seg.options
+        # A zero MSS is no usable value: treated as absent, as Linux does.
         self.snd_mss = opts.mss if opts.mss else DEFAULT_SEND_MSS
         # RFC 7323 2.2: scaling is in force only when both SYNs carry the option; 3.2 likewise for
         # timestamps. The peer's shift is clamped to 14 (2.3).
@@ -652,6 +694,8 @@ class Tcb:
         self.ts_ok = cfg.timestamps and opts.timestamps is not None
         if opts.timestamps is not None:
             self.ts_recent = opts.timestamps[0]
+        self._peer_sack = opts.sack_permitted
+        self.sack_ok = cfg.sack and opts.sack_permitted  # RFC 2018 section 2
         self.cc = self._make_cc(self.config.cc)
 
     # 3.10.7.2 LISTEN
@@ -829,6 +873,11 @@ class Tcb:
         if seq_gt(ack, self.snd_max) or seq_lt(ack, seq_add(self.snd_una, -self.max_snd_wnd)):
             self._ack_now = True
             return
+        newly_sacked = 0
+        if self.sack_ok and seg.options.sack_blocks and st is not State.SYN_RECEIVED:
+            # RFC 6675 section 5: every ACK's SACK blocks update the scoreboard.
+            base = ack if seq_gt(ack, self.snd_una) else self.snd_una
+            newly_sacked = self._sb.update(seg.options.sack_blocks, base, self.snd_max)
         if st is State.SYN_RECEIVED:
             if not seq_lt(self.snd_una, ack):
                 self._reply_rst(seg)  # <SEQ=SEG.ACK><CTL=RST>
@@ -841,7 +890,7 @@ class Tcb:
             st = self.state
         elif seq_lt(self.snd_una, ack):
             self._ack_advances(ack, now, tsecr)
-        elif self._is_duplicate_ack(seg, wnd):
+        elif self._is_duplicate_ack(seg, wnd, newly_sacked):
             self._duplicate_ack(now)
         # Window update (SND.WL1/SND.WL2 rule).
         if seq_le(self.snd_una, ack) and (
@@ -897,7 +946,8 @@ class Tcb:
         self._sndq.clear()  # "the retransmission queue should be flushed": nothing goes to the next peer
         self._sndq_seq = 0
         self._rtt_seq = None
-        self._ooo.clear()
+        self._ooo_clear()
+        self._sb.clear()
 
     def _ack_advances(self, ack: int, now: float, tsecr: int | None = None) -> None:
         """SND.UNA < SEG.ACK =< snd_max: remove what is acknowledged, sample the RTT, restart the timer."""
@@ -910,6 +960,8 @@ class Tcb:
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
+        if self._sb:
+            self._sb.advance(ack)
         if tsecr:
             # RFC 7323 4.1: the echoed timestamp times every acknowledged segment, retransmitted or not.
             self.rto.sample(max(0, (self._ts_now - tsecr) & 0xFFFFFFFF) / 1000)
@@ -920,13 +972,14 @@ class Tcb:
         self._dupacks = 0
         if self._in_recovery:
             if seq_gt(ack, self._recover):
-                # Full ACK: fast recovery is over (RFC 6582 3.2 step 4).
+                # Full ACK: fast recovery is over (RFC 6582 3.2 step 4; RFC 6675 section 5 (A)).
                 self._in_recovery = False
                 self.cc.exit_recovery(self._flight())
-            else:
+            elif not self.sack_ok:
                 # Partial ACK: the next hole was lost too; send it now (RFC 6582 3.2 step 5).
                 self.cc.partial_ack(n)
                 self._retransmit_first(now)
+            # With SACK a partial ACK only updates the pipe: _output goes on by RFC 6675 (C).
         elif n:
             self.cc.on_ack(n, flight, now)
         self._retx_count = 0
@@ -938,50 +991,102 @@ class Tcb:
             self._episode_start = now
             self._arm_rtx(now, restart=True)
 
-    def _is_duplicate_ack(self, seg: TcpSegment, wnd: int) -> bool:
+    def _is_duplicate_ack(self, seg: TcpSegment, wnd: int, newly_sacked: int) -> bool:
         """RFC 5681 section 2: data outstanding, no data and no SYN or FIN in the segment, SEG.ACK =
-        SND.UNA, and the window unchanged."""
-        return (
-            self.snd_una != self.snd_max
-            and not seg.payload
-            and not seg.flags & (Flags.SYN | Flags.FIN)
-            and seg.ack == self.snd_una
-            and wnd == self.snd_wnd
-        )
+        SND.UNA, and the window unchanged. With SACK blocks, RFC 6675 section 2 instead: the ACK
+        SACKs data not SACKed before (the window may change; Linux's often does)."""
+        if (
+            self.snd_una == self.snd_max
+            or seg.payload
+            or seg.flags & (Flags.SYN | Flags.FIN)
+            or seg.ack != self.snd_una
+        ):
+            return False
+        if self.sack_ok and seg.options.sack_blocks:
+            return newly_sacked > 0
+        return wnd == self.snd_wnd
 
     def _duplicate_ack(self, now: float) -> None:
         self._dupacks += 1
         if self._in_recovery:
-            self.cc.dupack_in_recovery()  # RFC 5681 3.2 step 4; _output sends what cwnd now allows
-        elif self._dupacks == 3 and seq_gt(self.snd_una, self._recover):
-            # Fast retransmit (RFC 5681 3.2 steps 2-3), entering NewReno fast recovery (RFC 6582 3.2
-            # step 2: only when the ACK covers more than the last recovery point).
-            self._recover = seq_add(self.snd_max, -1)
-            self._in_recovery = True
-            self.cc.enter_recovery(self._flight(), now)
-            self.fast_retransmits += 1
-            self._retransmit_first(now)
+            if not self.sack_ok:
+                self.cc.dupack_in_recovery()  # RFC 5681 3.2 step 4; _output sends what cwnd allows
+            # With SACK the pipe shrank with what was SACKed: _output sends by RFC 6675 (C).
+        elif seq_gt(self.snd_una, self._recover) and (
+            self._dupacks >= 3 or (self.sack_ok and self._sb.is_lost(self.snd_una, self.eff_snd_mss))
+        ):
+            # Fast retransmit (RFC 5681 3.2 steps 2-3) on the third duplicate ACK, or when the
+            # scoreboard shows the first octet lost (RFC 6675 section 5 step 4); only when the ACK
+            # covers more than the last recovery point (RFC 6582 3.2 step 2).
+            self._enter_recovery(now)
         # On the first two, limited transmit (RFC 3042) lets _send_data send new data.
+
+    def _enter_recovery(self, now: float) -> None:
+        self._recover = seq_add(self.snd_max, -1)  # RecoveryPoint = HighData
+        self._in_recovery = True
+        self.cc.enter_recovery(self._flight(), now)
+        self.fast_retransmits += 1
+        if not self.sack_ok:
+            self._retransmit_first(now)  # NewReno (RFC 6582 section 3.2 step 2)
+            return
+        # RFC 6675 section 5 step 4: cwnd = ssthresh, no inflation (the pipe paces recovery);
+        # retransmit the first segment presumed lost, HighRxt at its end.
+        self.cc.cwnd = self.cc.ssthresh
+        hole = self._sb.next_hole(self.snd_una, self.snd_max, self.snd_una, self.snd_max, self.eff_snd_mss)
+        if hole is not None:
+            sent = self._resend(hole[0], hole[1], now)
+            self._high_rxt = seq_add(hole[0], sent)
+        self._arm_rtx(now, restart=True)
 
     def _retransmit_first(self, now: float) -> None:
         """Send the first unacknowledged segment again, leaving SND.NXT where it is."""
-        offset = seq_diff(self.snd_una, self._sndq_seq)
+        if self._resend(self.snd_una, self.eff_snd_mss, now):
+            self._arm_rtx(now, restart=True)
+
+    def _resend(self, seq: int, limit: int, now: float) -> int:
+        """Send again up to `limit` octets from `seq` (with our FIN if it was sent and they reach it);
+        SND.NXT stays where it is. Returns the sequence space sent again."""
+        offset = seq_diff(seq, self._sndq_seq)
         if offset < 0:
-            return
+            return 0
         remaining = len(self._sndq) - offset
-        n = max(0, min(self.eff_snd_mss, remaining))
+        n = max(0, min(limit, remaining))
         flags = Flags.ACK
         if n == remaining and self._fin_queued and seq_gt(self.snd_max, self._fin_seq()):
             flags |= Flags.FIN
         if n == 0 and not flags & Flags.FIN:
-            return
+            return 0
         if n and n == remaining:
             flags |= Flags.PSH
         self.retransmissions += 1
-        if self._rtt_seq is not None and seq_lt(self.snd_una, self._rtt_seq):
+        if self._rtt_seq is not None and seq_lt(seq, self._rtt_seq):
             self._rtt_seq = None  # Karn (MUST-18)
-        self._emit(self.snd_una, flags, bytes(self._sndq[offset : offset + n]))
-        self._arm_rtx(now, restart=True)
+        self._emit(seq, flags, bytes(self._sndq[offset : offset + n]))
+        if RTX not in self._timers:
+            self._arm_rtx(now)
+        return n + (1 if flags & Flags.FIN else 0)
+
+    def _resend_hole(self, now: float, *, lost_only: bool) -> bool:
+        """NextSeg of RFC 6675 section 4 for retransmissions: rule 1 (`lost_only`), the first unSACKed
+        segment above HighRxt that IsLost; rule 3, the first unSACKed one below the highest SACKed
+        octet. Sends it and moves HighRxt past it."""
+        highest = self._sb.highest
+        if highest is None:
+            return False
+        mss = self.eff_snd_mss
+        below = highest
+        if lost_only:
+            lost = self._sb.lost_point(mss)
+            if lost is None:
+                return False
+            below = lost
+        start = self._high_rxt if seq_gt(self._high_rxt, self.snd_una) else self.snd_una
+        hole = self._sb.next_hole(start, below, self.snd_una, self.snd_max, mss)
+        if hole is None:
+            return False
+        sent = self._resend(hole[0], hole[1], now)
+        self._high_rxt = seq_add(hole[0], max(1, sent))
+        return True
 
     def _process_text_and_fin(self, seg: TcpSegment, seq: int, text: bytes, now: float) -> None:
         """Sixth (URG), seventh (segment text) and eighth (FIN) steps of 3.10.7.4."""
@@ -1046,29 +1151,88 @@ class Tcb:
     def _drain_ooo(self, now: float) -> int:
         """Take whatever the out-of-order queue now continues (MUST-59: one ACK for all of them)."""
         delivered = 0
-        while self._ooo and self.state in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
-            oseq, otext, ofin = self._ooo[0]
-            end = seq_add(oseq, len(otext))
+        q = self._ooo
+        taken = 0
+        while taken < len(q) and self.state in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
+            oseq, otext, ofin = q[taken]
             if seq_gt(oseq, self.rcv_nxt):
                 break
-            self._ooo.pop(0)
-            if seq_le(end, self.rcv_nxt) and not ofin:
-                continue
+            taken += 1
+            self._ooo_len -= len(otext)
             skip = seq_diff(self.rcv_nxt, oseq)
-            if skip > len(otext):
+            if skip > len(otext) or (skip == len(otext) and not ofin):
                 continue
             delivered += self._accept_in_order(otext[skip:], ofin, False, now)
+        if taken:
+            del q[:taken]
+        spans = self._ooo_spans
+        while spans and not seq_gt(spans[0][1], self.rcv_nxt):
+            spans.pop(0)
         return delivered
 
     def _ooo_insert(self, seq: int, text: bytes, fin: bool) -> None:
-        """Keep the out-of-order queue sorted by sequence number; an exact duplicate is kept once."""
-        for i, (s, t, f) in enumerate(self._ooo):
-            if s == seq and len(t) >= len(text) and (f or not fin):
-                return
-            if seq_lt(seq, s):
-                self._ooo.insert(i, (seq, text, fin))
-                return
-        self._ooo.append((seq, text, fin))
+        """Hold an out-of-order segment (SHLD-31). The queue keeps disjoint pieces in sequence order:
+        what is already held is never held twice, so it never holds more than the window offered; and
+        it holds at most `ooo_max` pieces, so tiny segments cannot make it grow without bound."""
+        q = self._ooo
+        end = seq_add(seq, len(text))
+        i = len(q)
+        while i > 0 and seq_gt(q[i - 1][0], seq):  # arrivals usually extend the right end: scan from there
+            i -= 1
+        if i > 0:
+            ps, pt, pf = q[i - 1]
+            pend = seq_add(ps, len(pt))
+            over = seq_diff(pend, seq)
+            if over >= len(text):
+                if fin and not pf and pend == end:
+                    q[i - 1] = (ps, pt, True)
+                self._ooo_note(seq)
+                return  # nothing new
+            if over > 0:
+                text, seq = text[over:], pend
+        while i < len(q) and seq_lt(q[i][0], end):
+            ns, nt, nf = q[i]
+            nend = seq_add(ns, len(nt))
+            if seq_le(nend, end):
+                del q[i]  # wholly inside the new segment
+                self._ooo_len -= len(nt)
+                fin = fin or (nf and nend == end)
+            else:
+                text, fin = text[: seq_diff(ns, seq)], False
+                break
+        if not text and not fin:
+            self._ooo_note(seq)
+            return
+        if len(q) >= self.config.ooo_max:
+            return  # full: the segment will come again
+        q.insert(i, (seq, text, fin))
+        self._ooo_len += len(text)
+        if text:
+            self._ooo_span_add(seq, seq_add(seq, len(text)))
+        self._ooo_note(seq)
+
+    def _ooo_note(self, seq: int) -> None:
+        """Remember the newest out-of-order arrivals, for the order of SACK blocks (RFC 2018 section 4)."""
+        recent = self._ooo_recent
+        if seq in recent:
+            recent.remove(seq)
+        recent.insert(0, seq)
+        del recent[4:]
+
+    def _ooo_span_add(self, left: int, right: int) -> None:
+        """Add [left, right), disjoint from what is held, to the contiguous spans, joining neighbours."""
+        spans = self._ooo_spans
+        i = len(spans)
+        while i > 0 and seq_gt(spans[i - 1][0], left):
+            i -= 1
+        if i > 0 and spans[i - 1][1] == left:
+            i -= 1
+            left = spans[i][0]
+            del spans[i]
+        if i < len(spans) and spans[i][0] == right:
+            right = spans[i][1]
+            del spans[i]
+        spans.insert(i, (left, right))
 
     def _accept_in_order(self, text: bytes, fin: bool, push: bool, now: float) -> int:
         """Take responsibility for in-order text (seventh step) and a FIN behind it (eighth step)."""
@@ -1086,9 +1250,11 @@ class Tcb:
     def _fin_arrives(self, now: float) -> None:
         """Eighth, check the FIN bit: advance RCV.NXT over it, acknowledge it, signal "connection closing"."""
         self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+        # The FIN takes sequence space but no buffer: the window's right edge moves with it.
+        self._rcv_adv = seq_add(self._rcv_adv, 1)
         self._rcv_push = True  # FIN implies PUSH for undelivered text
         self._ack_now = True
-        self._ooo.clear()
+        self._ooo_clear()
         self._fin_news = True  # signalled by _signal_delivery, after the text the FIN follows
         st = self.state
         if st in (State.SYN_RECEIVED, State.ESTABLISHED):
@@ -1163,7 +1329,9 @@ class Tcb:
         """The persist timer runs while data waits behind a zero window with nothing in flight
         (RFC 9293 section 3.8.6.1, MUST-36): the first probe after one RTO (SHLD-29), then backing off
         exponentially (SHLD-30). With data in flight, the retransmission timer probes instead."""
-        waiting = self.snd_wnd == 0 and self._unsent() > 0 and self.snd_una == self.snd_max
+        # With nothing in flight, data waits only behind a zero window or for sender SWS avoidance;
+        # then the persist timer runs, and its expiry sends a probe (or the override segment).
+        waiting = self._unsent() > 0 and self.snd_una == self.snd_max
         if not waiting:
             self._timers.pop(PERSIST, None)
         elif PERSIST not in self._timers:
@@ -1172,49 +1340,88 @@ class Tcb:
 
     def _send_data(self, now: float, *, probe: bool = False) -> None:
         """Send what the windows allow. With `probe`, one octet goes out even into a zero window: a
-        zero-window probe (3.8.6.1: "at least one octet of new data ... even if the send window is zero")."""
+        zero-window probe (3.8.6.1: "at least one octet of new data ... even if the send window is
+        zero"); it also overrides sender SWS avoidance (the override timeout of 3.8.6.2.1).
+
+        In SACK recovery each segment is chosen by NextSeg (RFC 6675 section 4): a lost hole first,
+        then new data, then any other hole, while cwnd - pipe allows a full segment."""
         mss = self.eff_snd_mss
+        sack_recovery = self._in_recovery and self.sack_ok
+        while seq_ge(self.snd_nxt, self._sndq_seq):  # else our SYN is still unacknowledged
+            room = self._cwnd_room(mss)
+            if sack_recovery:
+                if room < mss:
+                    return
+                if self._resend_hole(now, lost_only=True):  # NextSeg rule 1
+                    continue
+            if self._send_new(now, room, probe, mss):  # rule 2, and all sending outside recovery
+                probe = False
+                continue
+            if sack_recovery and self._resend_hole(now, lost_only=False):  # NextSeg rule 3
+                continue
+            return
+
+    def _cwnd_room(self, mss: int) -> int:
+        """What congestion control lets go now: cwnd less what is in the network."""
         cwnd = self.cc.cwnd
+        if self._in_recovery and self.sack_ok:
+            return cwnd - self._sb.pipe(self.snd_una, self.snd_max, self._high_rxt, mss)  # RFC 6675
         if not self._in_recovery and self._dupacks:
             cwnd += min(self._dupacks, 2) * mss  # limited transmit (RFC 3042)
-        wnd = min(self.snd_wnd, cwnd)
-        while True:
-            offset = seq_diff(self.snd_nxt, self._sndq_seq)
-            if offset < 0:
-                return  # our SYN is still unacknowledged
-            remaining = len(self._sndq) - offset
-            if remaining > 0:
-                usable = seq_diff(seq_add(self.snd_una, wnd), self.snd_nxt)
-                forced = probe
-                if usable <= 0:
-                    if not probe:
-                        return  # window full (or shrunk: nothing new goes out, MUST-34)
-                    usable = 1
-                probe = False
-                n = min(mss, usable, remaining)
-                if (
-                    n < mss
-                    and self.config.nagle
-                    and not forced
-                    and not self._fin_queued
-                    and self.snd_una != self.snd_max
-                    and seq_ge(self.snd_nxt, self.snd_max)
-                ):
-                    # Nagle (RFC 9293 3.7.4, SHLD-7): a segment short of the MSS waits while data is
-                    # unacknowledged; the ACK that comes for it lets the gathered data go.
-                    return
-                payload = bytes(self._sndq[offset : offset + n])
-                flags = Flags.ACK
-                if n == remaining:
-                    flags |= Flags.PSH
-                    if self._fin_queued and seq_diff(seq_add(self.snd_una, wnd), self.snd_nxt) > n:
-                        flags |= Flags.FIN
-                self._transmit(now, flags, payload)
-                continue
+        flight = seq_diff(self.snd_nxt, self.snd_una)
+        if self._sb and seq_lt(self.snd_nxt, self.snd_max):
+            flight -= self._sb.sacked_below(self.snd_nxt)  # going back after a timeout: SACKed is not sent
+        return cwnd - flight
+
+    def _send_new(self, now: float, room: int, probe: bool, mss: int) -> bool:
+        """Send one segment from SND.NXT (new data, or data again after a timeout pulled SND.NXT
+        back), or the FIN; False when nothing may go."""
+        if self._sb and seq_lt(self.snd_nxt, self.snd_max):
+            end = self._sb.sacked_at(self.snd_nxt)
+            if end is not None:
+                self.snd_nxt = end  # going back after a timeout steps over what the peer SACKed
+                return True
+        offset = seq_diff(self.snd_nxt, self._sndq_seq)
+        remaining = len(self._sndq) - offset
+        if remaining <= 0:
             if self._fin_queued and self.snd_nxt == self._fin_seq():
                 # The FIN goes out once all data has been segmentized (3.10.4), whatever the window.
                 self._transmit(now, Flags.ACK | Flags.FIN, b"")
-            return
+            return False
+        usable = min(seq_diff(seq_add(self.snd_una, self.snd_wnd), self.snd_nxt), room)
+        if usable <= 0:
+            if not probe:
+                return False  # window full (or shrunk: nothing new goes out, MUST-34)
+            usable = 1
+        n = min(mss, usable, remaining)
+        if self._sb and seq_lt(self.snd_nxt, self.snd_max):
+            nxt_sacked = self._sb.next_sacked(self.snd_nxt)
+            if nxt_sacked is not None:
+                n = min(n, seq_diff(nxt_sacked, self.snd_nxt))
+        if n < mss and not probe:
+            if n < remaining and n < self.max_snd_wnd // 2 and seq_ge(self.snd_nxt, self.snd_max):
+                # Sender SWS avoidance (RFC 9293 3.8.6.2.1, MUST-38): less than a full segment, less
+                # than all that is queued and less than half the largest window the peer offered:
+                # wait for the window to open (the persist timer overrides a wait with nothing in
+                # flight).
+                return False
+            if (
+                self.config.nagle
+                and not self._fin_queued
+                and self.snd_una != self.snd_max
+                and seq_ge(self.snd_nxt, self.snd_max)
+            ):
+                # Nagle (RFC 9293 3.7.4, SHLD-7): a segment short of the MSS waits while data is
+                # unacknowledged; the ACK that comes for it lets the gathered data go.
+                return False
+        payload = bytes(self._sndq[offset : offset + n])
+        flags = Flags.ACK
+        if n == remaining:
+            flags |= Flags.PSH
+            if self._fin_queued and usable > n:
+                flags |= Flags.FIN  # the FIN fits in both windows behind the last data
+        self._transmit(now, flags, payload)
+        return True
 
     def _transmit(self, now: float, flags: Flags, payload: bytes) -> None:
         seq = self.snd_nxt
@@ -1299,8 +1506,13 @@ class Tcb:
         self._dupacks = 0
         self._recover = seq_add(self.snd_max, -1)
         self._rtt_seq = None
-        # (5.4) retransmit the earliest unacknowledged segment; go-back-N from SND.UNA, paced by cwnd.
+        # (5.4) retransmit the earliest unacknowledged segment; go-back-N from SND.UNA, paced by cwnd,
+        # stepping over what the peer SACKed (RFC 6675 section 5.1). The peer may have dropped what it
+        # SACKed (RFC 2018 section 8): after a second timeout in a row the scoreboard is forgotten.
         self.snd_nxt = self.snd_una
+        self._high_rxt = self.snd_una
+        if self._retx_count >= 2:
+            self._sb.clear()
         # With the window shrunk to zero the retransmission is a probe of one octet (MUST-35).
         self._send_data(now, probe=self.snd_wnd == 0)
         self._arm_rtx(now, restart=True)  # (5.6)

@@ -270,9 +270,11 @@ def handshaken(
     window: int = 8000,
     mss: int = 1460,
     now: float = 0.0,
+    sack: bool = False,
 ) -> Tcb:
     """Our TCB (198.18.0.1:40000) after an active OPEN to 198.18.0.2:80 answered by a crafted SYN,ACK
-    with the peer's `window` and MSS option: ESTABLISHED, nothing sent yet."""
+    with the peer's `window` and MSS option (and SACK-permitted with `sack`): ESTABLISHED, nothing
+    sent yet."""
     tcb = Tcb(A_ADDR, 40000, B_ADDR, 80, config=config or TcbConfig(), isn=FixedIsn(iss))
     tcb.open(now)
     synack = TcpSegment(
@@ -282,7 +284,7 @@ def handshaken(
         ack=(iss + 1) & 0xFFFFFFFF,
         flags=Flags.SYN | Flags.ACK,
         window=window,
-        options=TcpOptions(mss=mss),
+        options=TcpOptions(mss=mss, sack_permitted=sack),
     )
     tcb.segment_arrives(synack, now)
     assert tcb.state is State.ESTABLISHED

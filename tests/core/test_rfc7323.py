@@ -20,7 +20,8 @@ ISS, IRS = 1000, 5000
 def test_syn_offers_window_scale_and_timestamps():
     tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(), isn=FixedIsn(ISS))
     (syn,) = tcb.open(12.345).segments
-    assert syn.options == TcpOptions(mss=1460, wscale=5, timestamps=(12345, 0))  # 1 MiB needs shift 5
+    # 1 MiB needs shift 5
+    assert syn.options == TcpOptions(mss=1460, wscale=5, sack_permitted=True, timestamps=(12345, 0))
     assert syn.window == 65535  # a SYN's window is never scaled
 
 
