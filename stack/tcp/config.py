@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from stack.tcp.congestion import algorithm
+
 
 @dataclass
 class TcbConfig:
@@ -25,8 +27,10 @@ class TcbConfig:
     # Maximum segment lifetime; TIME-WAIT lasts 2*MSL (MUST-13). RFC 9293 suggests 2 minutes;
     # 30 s keeps TIME-WAIT at one minute, as Linux does.
     msl: float = 30.0
-    # Congestion control algorithm name (see stack.tcp.congestion).
+    # Congestion control algorithm name (see stack.tcp.congestion): "reno" or "cubic" (RFC 9438).
     cc: str = "reno"
+    # Initial window: RFC 5681's (3 or 4 segments), or RFC 6928's ten segments when on.
+    iw10: bool = False
     # Keep-alive (RFC 9293 section 3.8.4, MAY-5): off by default (MUST-25); when on, a probe goes out
     # only after `keepalive_idle` seconds without a segment from the peer and nothing outstanding
     # (MUST-26), at least two hours by default (MUST-28), configurable (MUST-27); unanswered probes are
@@ -63,6 +67,7 @@ class TcbConfig:
             "window_scale": True,
             "timestamps": True,
             "sack": True,
+            "iw10": True,
             "delayed_ack": True,
             "nagle": True,
             "rcv_buf": 1 << 20,
@@ -77,6 +82,10 @@ class TcbConfig:
         if field is None:
             raise ValueError(f"unknown setting {name!r}; settings: {', '.join(settable_names())}")
         kind = type(getattr(self, key))
+        if key == "cc":
+            algorithm(text)
+            self.cc = text
+            return
         if kind is bool:
             word = text.lower()
             if word not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
@@ -98,7 +107,10 @@ class TcbConfig:
         out = {}
         for key in SETTABLE:
             value = getattr(self, key)
-            shown = ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"
+            if isinstance(value, bool):
+                shown = "on" if value else "off"
+            else:
+                shown = value if isinstance(value, str) else f"{value:g}"
             out[key.replace("_", "-")] = shown
         return out
 
@@ -110,6 +122,7 @@ class TcbConfig:
 
 # What `set ID NAME VALUE` may change on a live connection.
 SETTABLE = (
+    "cc",
     "keepalive",
     "keepalive_idle",
     "keepalive_interval",

@@ -206,3 +206,12 @@ class Cubic(Reno):
 
 
 CONGESTION_CONTROLS: dict[str, type[Reno]] = {"reno": Reno, "cubic": Cubic}
+
+
+def algorithm(name: str) -> type[Reno]:
+    """The congestion control called `name`, or ValueError naming the known ones."""
+    try:
+        return CONGESTION_CONTROLS[name]
+    except KeyError:
+        known = ", ".join(CONGESTION_CONTROLS)
+        raise ValueError(f"unknown congestion control {name!r}; known: {known}") from None

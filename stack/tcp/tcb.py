@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 
 from stack.tcp.config import TcbConfig
-from stack.tcp.congestion import CongestionControl, Reno
+from stack.tcp.congestion import CongestionControl, algorithm, initial_window
 from stack.tcp.isn import IsnSource, Rfc6528Isn
 from stack.tcp.rto import RtoEstimator
 from stack.tcp.sack import Range, Scoreboard, receiver_blocks
@@ -44,8 +44,6 @@ SENDING_STATES = frozenset(
 )
 
 _shared_isn = Rfc6528Isn()
-
-CONGESTION_CONTROLS: dict[str, type[Reno]] = {"reno": Reno}
 
 
 def reset_for(seg: TcpSegment) -> TcpSegment | None:
@@ -208,6 +206,7 @@ class Tcb:
         self._recover = 0
         self._last_heard = 0.0  # when the peer last sent anything (keep-alive idleness)
         self._delack_bytes = 0  # octets taken since our last ACK (delayed ACK)
+        self._last_data_sent = 0.0  # when data last went out (restart after idle)
         self._ka_probes = 0  # keep-alive probes sent since then
 
         self._tx: list[TcpSegment] = []
@@ -221,13 +220,12 @@ class Tcb:
         self.rto_expiries = 0
         self.fast_retransmits = 0
 
+    def _initial_window(self) -> int:
+        """IW: RFC 5681 section 3.1, or RFC 6928's ten segments when `iw10` is set."""
+        return initial_window(self.eff_snd_mss, rfc6928=self.config.iw10)
+
     def _make_cc(self, name: str) -> CongestionControl:
-        try:
-            return CONGESTION_CONTROLS[name](self.eff_snd_mss)
-        except KeyError:
-            raise ValueError(
-                f"unknown congestion control {name!r}; known: {', '.join(CONGESTION_CONTROLS)}"
-            ) from None
+        return algorithm(name)(self.eff_snd_mss, self._initial_window())
 
     # ------------------------------------------------------------------ derived values
 
@@ -969,6 +967,8 @@ class Tcb:
         elif self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
             self.rto.sample(now - self._rtt_time)  # RFC 6298 (2), Karn-safe: only untouched segments
             self._rtt_seq = None
+        if self.rto.srtt is not None:
+            self.cc.on_rtt(self.rto.srtt)
         self._dupacks = 0
         if self._in_recovery:
             if seq_gt(ack, self._recover):
@@ -1317,7 +1317,15 @@ class Tcb:
 
     def configure(self, name: str, value: str, now: float) -> Result:
         """Change a setting of this connection (`set ID NAME VALUE`); ValueError for bad input."""
+        before = self.config.cc
         self.config.set(name, value)
+        if self.config.cc != before:
+            # Another algorithm takes over from the window and threshold reached so far.
+            cwnd, ssthresh = self.cc.cwnd, self.cc.ssthresh
+            self.cc = self._make_cc(self.config.cc)
+            self.cc.cwnd, self.cc.ssthresh = cwnd, ssthresh
+            if self.rto.srtt is not None:
+                self.cc.on_rtt(self.rto.srtt)
         self.rto.rto_min, self.rto.rto_max = self.config.rto_min, self.config.rto_max
         if name.replace("-", "_").startswith("keepalive"):
             self._timers.pop(KEEPALIVE, None)
@@ -1435,6 +1443,11 @@ class Tcb:
             self._rtt_seq, self._rtt_time = end, now
         if self.snd_una == self.snd_max:
             self._episode_start = now
+            if payload and self._last_data_sent and now - self._last_data_sent > self.rto.rto:
+                # RFC 5681 section 4.1: after an idle time longer than the RTO, cwnd = min(cwnd, IW).
+                self.cc.restart_after_idle(self._initial_window())
+        if payload:
+            self._last_data_sent = now
         self._emit(seq, flags, payload)
         self.snd_nxt = end
         if seq_gt(end, self.snd_max):
