@@ -1,6 +1,7 @@
 """Writes docs/conformance.md from the RFC 9293 requirement table and the answers below.
 
-Run: python scripts/conformance.py ../shared/rfc9293-requirements.md > docs/conformance.md
+Run: python scripts/conformance.py > docs/conformance.md (from the project root; the table of RFC 9293
+Appendix B is kept in docs/reference/rfc9293-appendix-b.md)
 Each answer is (where it is implemented, which test proves it); "open" marks a row not yet answered.
 """
 
@@ -20,6 +21,8 @@ KA = "tests/core/test_keepalive.py::"
 KAK = "tests/interop/test_keepalive_kernel.py::"
 K = "tests/interop/test_stack_kernel.py::"
 SC2 = "tests/core/test_segments_calls.py::"
+SACK = "tests/core/test_sack.py::"
+CC = "tests/core/test_cc_tcb.py::"
 TCB = "stack/tcp/tcb.py"
 OPEN = ("open", "open")
 
@@ -87,9 +90,9 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "MUST-13": (f"{TCB} `Tcb._start_time_wait`: 2*MSL, MSL in TcbConfig", f"{SC}test_active_close_figure_12_and_time_wait_lasts_2_msl, {K}test_time_wait_acknowledges_a_retransmitted_fin"),
     "MAY-2": OPEN,
     "SHLD-4": OPEN,
-    "MUST-19": ("stack/tcp/rto.py (exponential backoff), stack/tcp/congestion.py `Reno` (slow start, congestion avoidance, NewReno fast recovery)", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff, tests/core/test_recovery.py::test_third_duplicate_ack_retransmits_exactly_the_first_unacked_segment, {K}test_three_duplicate_acks_bring_a_fast_retransmit"),
+    "MUST-19": ("stack/tcp/rto.py (exponential backoff), stack/tcp/congestion.py `Reno` and `Cubic` (slow start, congestion avoidance, fast recovery), stack/tcp/sack.py (RFC 6675 recovery)", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff, tests/core/test_recovery.py::test_third_duplicate_ack_retransmits_exactly_the_first_unacked_segment, {K}test_three_duplicate_acks_bring_a_fast_retransmit, {CC}test_rto_collapses_cwnd_to_one_segment_and_sends_one, {SACK}test_three_losses_in_one_window_are_repaired_in_one_recovery_without_resending_sacked_data"),
     "MAY-4": ("not done: each datagram gets a new IP identification", "-"),
-    "MUST-18": (f"{TCB} `Tcb._transmit`, `Tcb._transmit_syn`: no RTT sample from a retransmitted segment", OPEN[1]),
+    "MUST-18": (f"{TCB} `Tcb._transmit`, `Tcb._transmit_syn`, `Tcb._resend`: no RTT sample from a retransmitted segment", f"{SC2}test_karn_no_rtt_sample_from_retransmitted_segment"),
     "MUST-58": (f"{TCB} `Tcb._output`: one ACK per event, piggybacked on data; delayed ACKs aggregate further", f"{S}test_established_text_is_delivered_and_acked, {DA}test_half_as_many_acks_for_a_stream"),
     "SHLD-31": (f"{TCB} `Tcb._ooo_insert`, `Tcb._drain_ooo`", f"{S}test_out_of_order_text_is_held_and_duplicate_ack_sent_then_delivered"),
     "MUST-59": (f"{TCB} `Tcb._drain_ooo`: all queued segments processed, then one ACK", f"{S}test_out_of_order_text_is_held_and_duplicate_ack_sent_then_delivered"),
@@ -97,15 +100,15 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "SHLD-18": (f"{TCB} `Tcb._process_text_and_fin`, the delayed ACK timer; on in `TcbConfig.full()`", f"{DA}test_a_lone_segment_is_acknowledged_within_the_delay"),
     "MUST-40": ("stack/tcp/config.py `ack_delay = 0.1`, refused at 0.5 s or more", f"{DA}test_a_lone_segment_is_acknowledged_within_the_delay, {DA}test_ack_delay_is_settable_but_stays_under_half_a_second"),
     "SHLD-19": (f"{TCB} `Tcb._process_text_and_fin`: ACK at once after two full-sized segments", f"{DA}test_every_second_full_sized_segment_is_acknowledged_at_once"),
-    "MUST-39": OPEN,
+    "MUST-39": (f"{TCB} `Tcb._window_to_advertise`: the right edge moves by min(RCV.BUFF/2, MSS) or more; `Tcb._window_update`", f"{SACK}test_receiver_opens_its_window_only_by_a_full_segment_at_a_time"),
     "MUST-49": ("stack/runtime.py `Stack(ttl=)`; per connection: open", OPEN[1]),
-    "MUST-38": OPEN,
+    "MUST-38": (f"{TCB} `Tcb._send_new`: no segment short of the MSS, of what is queued and of half the largest window; the persist timer is the override", f"{SACK}test_sender_waits_for_the_window_to_open_rather_than_send_a_silly_segment"),
     "SHLD-7": (f"{TCB} `Tcb._send_data`: short segments wait while data is unacknowledged; on in `TcbConfig.full()`", f"{NG}test_small_segment_waits_while_data_is_unacknowledged, {NG}test_many_small_writes_become_few_segments_between_two_tcbs"),
     "MUST-17": ("stack/tcp/config.py `nagle`; shell `open --nodelay`, `set ID nagle off`", f"{NG}test_nagle_off_sends_at_once"),
     "MUST-20": (f"{TCB} `Tcb._retransmission_timeout`: R1 -> RETRANSMITTING event (no routing cache to advise), R2 -> TIMED_OUT", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff"),
     "MUST-21": ("stack/tcp/config.py `TcbConfig.r2`, `r2_syn` per connection", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff"),
-    "SHLD-9": (f"{TCB} `EventKind.RETRANSMITTING` once per episode; shell news line", OPEN[1]),
-    "SHLD-10": ("stack/tcp/config.py `r1 = 3` retransmissions", OPEN[1]),
+    "SHLD-9": (f"{TCB} `EventKind.RETRANSMITTING` once per episode; shell news line", f"{SC2}test_r1_signals_retransmitting_once, {SC}test_r2_gives_up_on_data_with_exponential_backoff"),
+    "SHLD-10": ("stack/tcp/config.py `r1 = 3` retransmissions", f"{SC2}test_r1_signals_retransmitting_once"),
     "SHLD-11": ("stack/tcp/config.py `r2 = 100` s", f"{SC}test_r2_gives_up_on_data_with_exponential_backoff"),
     "MUST-22": (f"{TCB} `Tcb._retransmission_timeout` covers the SYN", f"{SC}test_syn_to_a_silent_peer_gives_up_no_earlier_than_3_minutes"),
     "MUST-23": ("stack/tcp/config.py `r2_syn = 180` s", f"{SC}test_syn_to_a_silent_peer_gives_up_no_earlier_than_3_minutes"),
@@ -164,4 +167,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/rfc9293-requirements.md")
+    main(sys.argv[1] if len(sys.argv) > 1 else "docs/reference/rfc9293-appendix-b.md")
