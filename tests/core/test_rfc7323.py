@@ -153,3 +153,46 @@ def test_full_and_baseline_peers_still_talk():
     assert (net.a.tcb.ts_ok, net.a.tcb.snd_shift, net.b.tcb.ts_ok) == (False, 0, False)
     net.take("a", net.a.tcb.send(b"plain", net.now))
     net.run_until(lambda: bytes(net.b.received) == b"plain")
+
+
+def test_scaled_windows_across_the_2_32_wrap_with_loss_and_sack():
+    """Sequence numbers that wrap in the middle of a transfer with scaled windows and SACK: nothing
+    lost, nothing twice."""
+    near = 0xFFFF_FFFF - 400_000
+    net = connected(
+        a_config=TcbConfig.full(), b_config=TcbConfig.full(), a_isn=near, b_isn=near - 7, loss=0.02, seed=5
+    )
+    a, b = net.a.tcb, net.b.tcb
+    assert a.sack_ok and b.sack_ok and a.snd_shift == 5
+    up = random.Random(6).randbytes(1_000_000)
+    down = random.Random(7).randbytes(1_000_000)
+    net.take("a", a.send(up, net.now))
+    net.take("b", b.send(down, net.now))
+    net.run_until(lambda: len(net.b.received) == len(up) and len(net.a.received) == len(down), limit=600)
+    assert hashlib.sha256(net.b.received).digest() == hashlib.sha256(up).digest()
+    assert hashlib.sha256(net.a.received).digest() == hashlib.sha256(down).digest()
+    assert a.snd_una < near and b.snd_una < near  # both wrapped past 2**32
+    assert a.rto_expiries <= a.fast_retransmits
+
+
+def synack_with(options: TcpOptions) -> Tcb:
+    tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(), isn=FixedIsn(ISS))
+    tcb.open(0.0)
+    synack = TcpSegment(80, 40000, IRS, ISS + 1, Flags.SYN | Flags.ACK, window=1000, options=options)
+    tcb.segment_arrives(synack, 0.01)
+    assert tcb.state is State.ESTABLISHED
+    return tcb
+
+
+def test_a_window_scale_above_14_is_taken_as_14():
+    """RFC 7323 section 2.3: a shift above 14 MUST be used as 14."""
+    tcb = synack_with(TcpOptions(mss=1460, wscale=200))
+    assert tcb.snd_shift == 14
+    tcb.segment_arrives(TcpSegment(80, 40000, seq=IRS + 1, ack=ISS + 1, flags=Flags.ACK, window=4), 0.02)
+    assert tcb.snd_wnd == 4 << 14
+
+
+def test_a_zero_mss_is_taken_as_no_mss_option():
+    tcb = synack_with(TcpOptions(mss=0))
+    assert tcb.snd_mss == 536  # MUST-15's default
+    assert tcb.eff_snd_mss == 536
