@@ -74,6 +74,7 @@ def need_privileges(console: Console) -> bool:
 def real_host(
     console: Console, interface: str, address: str, firewall: bool
 ) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
+    from stack.link.impair import ImpairedLink
     from stack.link.raw import RawLink
 
     addr = IPv4Interface(address).ip if "/" in address else IPv4Address(address)
@@ -84,7 +85,7 @@ def real_host(
         rule = fw.install_rule(addr)
         console.print(f"firewall: TCP to {addr} is dropped before the kernel's TCP sees it", highlight=False)
     try:
-        link = RawLink(interface, addr)
+        link = ImpairedLink(RawLink(interface, addr))  # a pass-through until `impair` sets something
         with Stack(link) as stack:
             console.print(f"stack on {interface} as {addr}", highlight=False)
             yield stack, []
@@ -96,10 +97,12 @@ def real_host(
 @contextlib.contextmanager
 def lab_host(console: Console) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
     from stack.lab import Lab
+    from stack.link.impair import ImpairedLink
     from stack.link.raw import RawLink
 
     with Lab() as lab:
-        link = RawLink(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns())
+        # a pass-through until `impair` sets something
+        link = ImpairedLink(RawLink(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns()))
         with Stack(link) as stack:
             services = ", ".join(f"{name} {port}" for name, port in lab.services.items())
             console.print(

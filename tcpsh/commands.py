@@ -83,6 +83,61 @@ def parse_state(text: str) -> State:
         raise CommandError(str(e)) from None
 
 
+def parse_percent(text: str) -> float:
+    """A probability written as a percentage, `5%` or `0.5%` (the % may be left out): 0.05, 0.005.
+    `off` is 0. The range is checked by the impairment itself."""
+    if text.lower() == "off":
+        return 0.0
+    try:
+        value = float(text.removesuffix("%"))
+    except ValueError:
+        raise CommandError(f"{text!r} is not a percentage (for example 5% or 0.5%)") from None
+    if value != value:
+        raise CommandError(f"{text!r} is not a percentage (for example 5% or 0.5%)")
+    return value / 100
+
+
+_TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+_RATE_UNITS = {"gbit": 1e9, "mbit": 1e6, "kbit": 1e3, "bit": 1.0}
+
+
+def _with_unit(text: str, units: dict[str, float]) -> tuple[float, float] | None:
+    """(number, scale) of text like `50ms` or `10mbit`, the longest unit matching; None if none does."""
+    low = text.lower()
+    for unit in sorted(units, key=len, reverse=True):
+        if low.endswith(unit):
+            try:
+                value = float(low.removesuffix(unit))
+            except ValueError:
+                return None
+            return (value, units[unit]) if value == value else None
+    return None
+
+
+def parse_duration(text: str) -> float:
+    """A time with its unit, `50ms`, `0.05s` or `500us`, in seconds; `off` is 0."""
+    if text.lower() == "off":
+        return 0.0
+    found = _with_unit(text, _TIME_UNITS)
+    if found is None:
+        raise CommandError(f"{text!r} is not a time with its unit (for example 50ms, 0.2s, 500us)")
+    return found[0] * found[1]
+
+
+def parse_rate(text: str) -> float | None:
+    """A rate in bits per second, `10mbit`, `500kbit`, `1gbit` or a plain number of bits per second;
+    `off` (no limit) is None."""
+    if text.lower() == "off":
+        return None
+    found = _with_unit(text, _RATE_UNITS)
+    if found is None:
+        try:
+            found = (float(text), 1.0)
+        except ValueError:
+            raise CommandError(f"{text!r} is not a rate (for example 10mbit, 500kbit, 1gbit)") from None
+    return found[0] * found[1]
+
+
 def unescape(text: str) -> bytes:
     r"""TEXT with \r \n \t \\ \0 and \xNN escapes, as bytes (UTF-8 for everything else)."""
     out = bytearray()
@@ -262,6 +317,7 @@ class Command:
         return " ".join(parts)
 
 
+IMPAIRMENTS = ("loss", "delay", "reorder", "duplicate", "corrupt", "rate", "limit", "seed", "off")
 CONN = Arg("ID", "conn", "a connection id, as `open` printed it (c1, c2, ...)")
 TIMEOUT = Opt("--timeout", "seconds", "give up after this many seconds")
 
@@ -388,6 +444,38 @@ COMMANDS: tuple[Command, ...] = (
         (
             Arg("ACTION", "choice", "start or stop", choices=("start", "stop")),
             Arg("FILE", "path", "the pcap file to write (with start)", optional=True),
+        ),
+    ),
+    Command(
+        "impair",
+        "impair the link: loss, delay, reorder, duplicate, corrupt, rate; alone, show settings and counts",
+        "impair loss 5% --burst 3",
+        "do_impair",
+        (
+            Arg(
+                "WHAT",
+                "choice",
+                "loss, delay, reorder, duplicate, corrupt, rate, limit (the queue), seed, or off (all)",
+                optional=True,
+                choices=IMPAIRMENTS,
+            ),
+            Arg(
+                "VALUE",
+                "word",
+                "a percentage (5%), a time (50ms), a rate (10mbit) or a seed; off turns one off",
+                optional=True,
+            ),
+            Arg(
+                "VALUE2",
+                "word",
+                "delay: the jitter (10ms); reorder: the longest hold (10ms)",
+                optional=True,
+            ),
+        ),
+        (
+            Opt("--burst", "count", "loss: the mean length of a run of losses, in packets"),
+            Opt("--out", "flag", "only what the stack sends (default: both ways)"),
+            Opt("--in", "flag", "only what the stack receives (default: both ways)"),
         ),
     ),
     Command("sleep", "pause for S seconds", "sleep 0.5", "do_sleep", (Arg("S", "seconds", "seconds"),)),

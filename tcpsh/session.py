@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stack.link.capture import PcapWriter
+from stack.link.impair import DIRECTIONS, ImpairedLink
 from stack.runtime import Stack, StackError, StackTimeout
 from stack.tcp import Event, EventKind, State
 from stack.wire.tcp import TcpSegment
@@ -29,7 +30,11 @@ from tcpsh.commands import (
     Command,
     CommandError,
     Parsed,
+    parse_count,
+    parse_duration,
     parse_line,
+    parse_percent,
+    parse_rate,
     printable,
     unescape,
 )
@@ -197,7 +202,7 @@ class Session:
     def do_status(self, p: Parsed) -> None:
         cid = p.values.get("ID")
         if cid is None:
-            self.console.print(views.pool_table(self.stack.connections()))
+            self.console.print(views.pool_table(self.stack.connections(), notes=self.impairment_notes()))
         else:
             self.console.print(views.tcb_table(cid, self.stack.status(cid)))
 
@@ -319,6 +324,89 @@ class Session:
             self._trace = None
         if self._capture is not None:
             self.out(f"capture stopped: {self._stop_capture()}")
+
+    # ------------------------------------------------------------------ impair
+
+    def _impaired_link(self) -> ImpairedLink:
+        link = self.stack.link
+        if not isinstance(link, ImpairedLink):
+            raise CommandError("impair: this stack's link has no impairment layer")
+        return link
+
+    def impairment_notes(self) -> list[str]:
+        """One line per direction with an impairment set, for `status`."""
+        link = self.stack.link
+        if not isinstance(link, ImpairedLink) or not link.active:
+            return []
+        return [
+            f"impairment {d}: {link.settings(d).describe()}" for d in DIRECTIONS if link.settings(d).active
+        ]
+
+    def do_impair(self, p: Parsed) -> None:
+        v = p.values
+        link = self._impaired_link()
+        what, value, value2 = v.get("WHAT"), v.get("VALUE"), v.get("VALUE2")
+        only_out, only_in = v.get("out", False), v.get("in", False)
+        direction = "out" if only_out and not only_in else "in" if only_in and not only_out else "both"
+        if what is None:
+            for d in DIRECTIONS:
+                self.out(f"impairment {d}: {link.settings(d).describe()}")
+                self.out(f"  {link.counters(d).describe()}")
+            self.out(f"seed {link.seed} ('impair seed {link.seed}' replays the same random choices)")
+            return
+        if "burst" in v and what != "loss":
+            raise CommandError(f"impair {what}: --burst goes with loss")
+        if what == "off":
+            if value is not None:
+                raise CommandError("impair off: takes no value (impair LOSS off turns one off)")
+            link.off(direction)
+            self._show_impairment(link, direction)
+            return
+        if value is None:
+            raise CommandError(f"impair {what}: missing VALUE; usage: {p.command.usage()}")
+        if value2 is not None and what not in ("delay", "reorder"):
+            raise CommandError(f"impair {what}: takes one value, not {value} {value2}")
+        try:
+            if what == "seed":
+                if only_out or only_in:
+                    raise CommandError("one seed serves both directions; no --in or --out")
+                try:
+                    seed = int(value, 0)
+                except ValueError:
+                    raise CommandError(f"{value!r} is not a whole number") from None
+                link.reseed(seed)
+                self.out(f"seed {seed}")
+                return
+            changes = self._impair_changes(what, value, value2, v)
+        except CommandError as e:
+            raise CommandError(f"impair {what}: {e}") from None
+        try:
+            link.set(direction, **changes)
+        except ValueError as e:
+            raise CommandError(f"impair: {e}") from None
+        self._show_impairment(link, direction)
+
+    @staticmethod
+    def _impair_changes(what: str, value: str, value2: str | None, v: dict[str, Any]) -> dict[str, Any]:
+        """The Impairment fields that `impair WHAT VALUE [VALUE2]` sets."""
+        if what == "loss":
+            return {"loss": parse_percent(value), "burst": float(v.get("burst", 0))}
+        if what == "delay":
+            return {"delay": parse_duration(value), "jitter": parse_duration(value2) if value2 else 0.0}
+        if what == "reorder":
+            return {"reorder": parse_percent(value), **({"hold": parse_duration(value2)} if value2 else {})}
+        if what in ("duplicate", "corrupt"):
+            return {what: parse_percent(value)}
+        if what == "rate":
+            return {"rate": parse_rate(value)}
+        if what == "limit":
+            return {"limit": parse_count(value)}
+        raise AssertionError(what)
+
+    def _show_impairment(self, link: ImpairedLink, direction: str) -> None:
+        for d in DIRECTIONS:
+            if direction in (d, "both"):
+                self.out(f"impairment {d}: {link.settings(d).describe()}")
 
     def do_set(self, p: Parsed) -> None:
         v = p.values

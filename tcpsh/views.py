@@ -53,8 +53,11 @@ def remote_text(s: TcbStatus) -> str:
 # ---------------------------------------------------------------------- status
 
 
-def pool_table(conns: Sequence[tuple[str, TcbStatus]], *, relative: bool = True) -> Table:
-    t = Table(title="connections", title_justify="left")
+def pool_table(
+    conns: Sequence[tuple[str, TcbStatus]], *, relative: bool = True, notes: Sequence[str] = ()
+) -> Table:
+    """One row a connection; `notes` (the impairment in force, say) go in the caption."""
+    t = Table(title="connections", title_justify="left", caption_justify="left")
     for col in ("id", "state", "local", "remote"):
         t.add_column(col, no_wrap=True)
     for col in ("snd.una", "snd.nxt", "snd.wnd", "rcv.nxt", "rcv.wnd", "unacked", "queued", "readable"):
@@ -75,8 +78,11 @@ def pool_table(conns: Sequence[tuple[str, TcbStatus]], *, relative: bool = True)
             str(s.send_queued),
             str(s.recv_queued),
         )
+    caption = list(notes)
     if not conns:
-        t.caption = "no connections yet: try 'open HOST:PORT' or 'open --passive PORT'"
+        caption.append("no connections yet: try 'open HOST:PORT' or 'open --passive PORT'")
+    if caption:
+        t.caption = "\n".join(caption)
     return t
 
 
