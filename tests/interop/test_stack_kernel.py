@@ -40,6 +40,7 @@ from stack.services import pattern, pattern_bytes, pattern_sha256
 from stack.tcp import Event, EventKind, State
 from stack.wire.tcp import Flags, TcpSegment
 from tests.interop.conftest import KernelProcess, wait_for
+from tests.interop.transfer import SINK_SERVER, download, kernel_ns_run, nft_in_kernel_ns, upload
 
 pytestmark = pytest.mark.root
 
@@ -51,27 +52,6 @@ BIG = 20_000_000
 
 
 # -- programs run in the kernel's namespace (standard library only) ---------------------------------------
-
-SINK_SERVER = r"""
-import hashlib, socket, sys
-addr, reply_len = sys.argv[1], int(sys.argv[2])
-srv = socket.create_server((addr, 0))
-print("READY", srv.getsockname()[1], flush=True)
-conn, peer = srv.accept()
-srv.close()
-h, n = hashlib.sha256(), 0
-while piece := conn.recv(1 << 16):
-    h.update(piece)
-    n += len(piece)
-print("EOF", n, h.hexdigest(), flush=True)
-if reply_len:
-    sys.stdin.readline()  # the test says when
-    conn.sendall(hashlib.shake_128(b"reply").digest(reply_len))
-    print("SENT", reply_len, flush=True)
-conn.close()
-"""
-"""Accept one connection, read it to end of stream hashing what came, print `EOF count sha256`;
-with a reply length, wait for a line on stdin, send that many bytes (shake_128(b"reply")), close."""
 
 SHUT_WR_SERVER = r"""
 import hashlib, socket, sys
@@ -258,14 +238,6 @@ def serve_http_once(stack: Stack, cid: str, response: bytes, timeout: float = 10
     stack.send(cid, response, push=True)
     stack.close(cid)
     return bytes(request)
-
-
-def kernel_ns_run(lab: Lab, argv: list[str], stdin: str | None = None, timeout: float = 10.0) -> str:
-    """Run a command in the kernel's namespace to completion; its stdout (fails on a non-zero status)."""
-    proc = lab.run_in_kernel_ns(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = proc.communicate(stdin.encode() if stdin else None, timeout=timeout)
-    assert proc.returncode == 0, f"{argv}: status {proc.returncode}: {err.decode(errors='replace')}"
-    return out.decode()
 
 
 def kernel_sockets(lab: Lab, state: str, stack_port: int) -> list[str]:
@@ -608,43 +580,6 @@ def test_time_wait_acknowledges_a_retransmitted_fin(lab_stack: Stack, stack_lab:
 
 
 # -- bulk: 20 MB each way, by hash ---------------------------------------------------------------------
-
-
-def upload(stack: Stack, lab: Lab, kernel_python: KernelPython, n: int) -> tuple[int, str]:
-    """Send the /bytes pattern's first `n` octets to a kernel-side sink; return its count and hash."""
-    server = kernel_python(SINK_SERVER, lab.kernel_addr, 0)
-    (port,) = server.expect("READY ")
-    cid = stack.open(lab.kernel_addr, int(port), timeout=5)
-    for piece in pattern(n):
-        stack.send(cid, piece, timeout=30)
-    stack.close(cid)
-    count, digest = server.expect("EOF ", timeout=60)
-    assert server.wait() == 0
-    assert stack.wait_state(cid, State.TIME_WAIT, 10), stack.status(cid).state
-    return int(count), digest
-
-
-def download(stack: Stack, lab: Lab, n: int) -> tuple[int, str]:
-    """GET /bytes/N from the kernel's HTTP service, hashing the body as it comes."""
-    cid = stack.open(lab.kernel_addr, HTTP, timeout=5)
-    stack.send(cid, f"GET /bytes/{n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(), push=True)
-    head = bytearray()
-    while b"\r\n\r\n" not in head:
-        piece = stack.receive(cid, 65536, timeout=10)
-        assert piece, f"the server closed after {bytes(head)!r}"
-        head += piece
-    head, _, first = bytes(head).partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 ") or head.startswith(b"HTTP/1.0 200 "), head
-    assert f"\r\nContent-Length: {n}".encode() in head, head
-    digest = hashlib.sha256(first)
-    count = len(first)
-    deadline = time.monotonic() + 60
-    while piece := stack.receive(cid, 1 << 20, timeout=max(0.01, deadline - time.monotonic())):
-        digest.update(piece)
-        count += len(piece)
-    stack.close(cid)
-    assert stack.wait_state(cid, State.CLOSED, 10), stack.status(cid).state
-    return count, digest.hexdigest()
 
 
 def test_20mb_stack_to_kernel(lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython) -> None:
@@ -1029,12 +964,6 @@ def test_kernel_keepalive_probes_are_answered(
     stack.send(cid, b"alive", push=True)
     assert server.expect("GOT ") == ["alive"]  # the kernel kept the connection: it was never reset
     no_internal_errors(stack)
-
-
-def nft_in_kernel_ns(lab: Lab, table: str, body: str) -> Callable[[], None]:
-    """Install an nftables table in the kernel's namespace; returns the function that removes it."""
-    kernel_ns_run(lab, ["nft", "-f", "-"], stdin=f"table ip {table} {{\n{body}\n}}\n")
-    return lambda: kernel_ns_run(lab, ["nft", "delete", "table", "ip", table])
 
 
 def test_three_duplicate_acks_bring_a_fast_retransmit(
