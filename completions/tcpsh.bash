@@ -7,7 +7,7 @@
 
 
 
-_shtab_tcpsh_option_strings=(-h --help -c --lab --interface --address --firewall --lab-clean --no-color)
+_shtab_tcpsh_option_strings=(-h --help -c --lab --interface --address --firewall --cc --set --lab-clean --no-color)
 
 
 

@@ -51,7 +51,7 @@ function _shtab_tcpsh_using
 end
 
 set -g _shtab_tcpsh_commands 
-set -g _shtab_tcpsh_opts_with_value --address --interface -c
+set -g _shtab_tcpsh_opts_with_value --address --cc --interface --set -c
 
 complete -c tcpsh -e
 complete -c tcpsh -f
@@ -62,6 +62,8 @@ complete -c tcpsh -n _shtab_tcpsh_using -l lab -d 'the private lab (the default)
 complete -c tcpsh -n _shtab_tcpsh_using -l interface -x -d 'a real interface (with --address)'
 complete -c tcpsh -n _shtab_tcpsh_using -l address -x -d 'the stack'"'"'s own address on IF'
 complete -c tcpsh -n _shtab_tcpsh_using -l firewall -d 'install the rule that keeps the kernel'"'"'s TCP off ADDR, removed on exit'
+complete -c tcpsh -n _shtab_tcpsh_using -l cc -x -d 'congestion control: reno (RFC 5681; the default) or cubic (RFC 9438)'
+complete -c tcpsh -n _shtab_tcpsh_using -l set -x -d 'any setting '"'"'set default'"'"' takes, e.g. --set rcv-buf=4M --set sack=off (repeatable)'
 complete -c tcpsh -n _shtab_tcpsh_using -l lab-clean -d 'remove what a killed run'"'"'s lab left, then exit'
 complete -c tcpsh -n _shtab_tcpsh_using -l no-color -d 'no colour (NO_COLOR in the environment does the same)'
 

@@ -503,6 +503,20 @@ class Stack:
 
         return self._call(run)  # type: ignore[return-value]
 
+    def defaults(self) -> dict[str, str]:
+        """The settings connections opened from now on start with."""
+        with self.pool.lock:
+            return self.config.describe(at_open=True)
+
+    def configure_default(self, name: str, value: str) -> dict[str, str]:
+        """`set default`: change a setting for connections opened from now on."""
+        with self.pool.lock:
+            try:
+                self.config.set(name, value, at_open=True)
+            except ValueError as e:
+                raise StackError(f"default: {e}") from None
+            return self.config.describe(at_open=True)
+
     def exchange(self, cid: str) -> list[tuple[float, str, State, TcpSegment, int]]:
         """The connection's segments so far: (time, direction, our state after, header, data length)."""
         with self.pool.lock:

@@ -13,6 +13,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from rich.console import Console
 
 from stack.runtime import Stack
+from stack.tcp import TcbConfig
 from tcpsh.commands import COMMANDS, split_commands
 
 
@@ -36,6 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--firewall",
         action="store_true",
         help="install the rule that keeps the kernel's TCP off ADDR, removed on exit",
+    )
+    tcp = p.add_argument_group("TCP defaults for every connection ('set default' in the shell changes them)")
+    tcp.add_argument(
+        "--cc", metavar="NAME", help="congestion control: reno (RFC 5681; the default) or cubic (RFC 9438)"
+    )
+    tcp.add_argument(
+        "--set",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="any setting 'set default' takes, e.g. --set rcv-buf=4M --set sack=off (repeatable)",
     )
     p.add_argument("--lab-clean", action="store_true", help="remove what a killed run's lab left, then exit")
     p.add_argument(
@@ -68,6 +80,23 @@ def need_privileges(console: Console) -> bool:
         highlight=False,
     )
     return False
+
+
+def tcp_defaults(args: argparse.Namespace) -> list[tuple[str, str]] | str:
+    """--cc and --set as (name, value) pairs, each checked now; or the one line saying what is wrong."""
+    pairs = [("cc", args.cc)] if args.cc else []
+    for item in args.set:
+        name, eq, value = item.partition("=")
+        if not eq or not name or not value:
+            return f"--set takes NAME=VALUE, not {item!r}"
+        pairs.append((name, value))
+    probe = TcbConfig.full()
+    for name, value in pairs:
+        try:
+            probe.set(name, value, at_open=True)
+        except ValueError as e:
+            return str(e)
+    return pairs
 
 
 @contextlib.contextmanager
@@ -139,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.lab and args.interface:
         console.print("tcpsh: --lab or --interface, not both", style="red")
         return 2
+    defaults = tcp_defaults(args)
+    if isinstance(defaults, str):
+        console.print(f"tcpsh: {defaults}", style="red", highlight=False, markup=False)
+        return 2
     if not need_privileges(console):
         return 1
     from tcpsh.session import Session
@@ -150,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             else lab_host(console)
         )
         with host as (stack, hosts):
+            for name, value in defaults:
+                stack.configure_default(name, value)
             session = Session(stack, console, hosts=hosts)
             status = 0
             if args.commands is not None:

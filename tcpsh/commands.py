@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from stack.tcp import State
 from stack.tcp.config import settable_names
+from stack.tcp.congestion import algorithm
 
 if TYPE_CHECKING:
     from tcpsh.session import Session
@@ -334,6 +335,7 @@ COMMANDS: tuple[Command, ...] = (
             Opt("--local-port", "port", "local port for an active OPEN (default: a free ephemeral port)"),
             Opt("--no-wait", "flag", "return at once after sending the SYN"),
             Opt("--nodelay", "flag", "turn Nagle's algorithm off for this connection (MUST-17)"),
+            Opt("--cc", "cc", "congestion control for this connection: reno (RFC 5681) or cubic (RFC 9438)"),
             TIMEOUT,
         ),
     ),
@@ -387,13 +389,14 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "set",
-        "change a setting of one connection (keep-alive, R1, R2, RTO bounds, MSL); with no NAME, list them",
+        "change a setting of one connection (cc, buffers, Nagle, delayed ACK, keep-alive, R1, R2, RTO "
+        "bounds, MSL), or with ID 'default' of connections opened from now on; with no NAME, list them",
         "set c1 keepalive on",
         "do_set",
         (
-            CONN,
-            Arg("NAME", "choice", "the setting", optional=True, choices=tuple(settable_names())),
-            Arg("VALUE", "word", "on/off, or a number (seconds or a count)", optional=True),
+            Arg("ID", "conn", "a connection id, or 'default' for connections opened from now on"),
+            Arg("NAME", "choice", "the setting", optional=True, choices=tuple(settable_names(at_open=True))),
+            Arg("VALUE", "word", "on/off, a number (seconds, count, bytes: 64k, 4M), a name", optional=True),
         ),
     ),
     Command(
@@ -534,6 +537,12 @@ def _convert(kind: str, text: str) -> Any:
         return parse_state(text)
     if kind == "hex":
         return parse_hex(text)
+    if kind == "cc":
+        try:
+            algorithm(text)
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+        return text
     raise AssertionError(kind)
 
 

@@ -25,6 +25,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from stack.runtime import StackError
 from stack.tcp import State
+from stack.tcp.congestion import CONGESTION_CONTROLS
 from tcpsh.commands import BY_NAME, COMMANDS, Command, CommandError
 from tcpsh.session import Quit, Session, history_path
 
@@ -64,6 +65,10 @@ class TableCompleter(Completer):
                 yield from self._paths(word, complete_event)
             elif opt.kind == "host":
                 yield from self._hosts(word)
+            elif opt.kind == "cc":
+                for name in CONGESTION_CONTROLS:
+                    if name.startswith(word):
+                        yield Completion(name, -len(word), display_meta=opt.help)
             return
         positional = [
             w
@@ -77,6 +82,8 @@ class TableCompleter(Completer):
                 for cid, st in self.session.stack.connections():
                     if cid.startswith(word):
                         yield Completion(cid, -len(word), display_meta=str(st.state))
+                if cmd.name == "set" and "default".startswith(word):
+                    yield Completion("default", -len(word), display_meta="connections opened from now on")
             elif arg.kind == "state":
                 for s in State:
                     if s.value.startswith(word.upper()):

@@ -20,7 +20,7 @@ from rich.table import Table
 from stack.link.capture import PcapWriter
 from stack.link.impair import DIRECTIONS, ImpairedLink
 from stack.runtime import Stack, StackError, StackTimeout
-from stack.tcp import Event, EventKind, State
+from stack.tcp import Event, EventKind, State, TcbConfig
 from stack.wire.tcp import TcpSegment
 from tcpsh import views
 from tcpsh.commands import (
@@ -139,10 +139,19 @@ class Session:
             local_port=v.get("local_port"),
             timeout=v.get("timeout", DEFAULT_TIMEOUT),
             wait=not v.get("no_wait", False),
-            config=dataclasses.replace(self.stack.config, nagle=False) if v.get("nodelay") else None,
+            config=self._open_config(v),
         )
         st = self.stack.status(cid)
         self.out(f"{cid} {st.state} {st.local_addr}:{st.local_port} -> {host}:{port}")
+
+    def _open_config(self, v: dict[str, Any]) -> TcbConfig | None:
+        """The stack's defaults, with what this `open` changes (--nodelay, --cc)."""
+        changes: dict[str, Any] = {}
+        if v.get("nodelay"):
+            changes["nagle"] = False
+        if "cc" in v:
+            changes["cc"] = v["cc"]
+        return dataclasses.replace(self.stack.config, **changes) if changes else None
 
     def do_send(self, p: Parsed) -> None:
         v = p.values
@@ -412,12 +421,16 @@ class Session:
         v = p.values
         cid = v["ID"]
         if "NAME" not in v:
-            for name, value in self.stack.status(cid).settings.items():
+            current = self.stack.defaults() if cid == "default" else self.stack.status(cid).settings
+            for name, value in current.items():
                 self.out(f"{cid} {name} {value}")
             return
         if "VALUE" not in v:
             raise CommandError(f"set: missing VALUE for {v['NAME']}")
-        settings = self.stack.configure(cid, v["NAME"], v["VALUE"])
+        if cid == "default":
+            settings = self.stack.configure_default(v["NAME"], v["VALUE"])
+        else:
+            settings = self.stack.configure(cid, v["NAME"], v["VALUE"])
         self.out(f"{cid} {v['NAME']} {settings[v['NAME']]}")
 
     def do_wait(self, p: Parsed) -> None:

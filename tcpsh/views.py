@@ -108,6 +108,7 @@ def tcb_table(cid: str, s: TcbStatus) -> Table:
         ("RCV.UP", str(s.rcv_up), ""),
         ("window scale", f"{s.snd_shift} / {s.rcv_shift}", "theirs / ours (RFC 7323)"),
         ("timestamps", "on" if s.timestamps else "off", "RFC 7323"),
+        ("SACK", "on" if s.sack else "off", "RFC 2018"),
         ("send MSS", str(s.snd_mss), "Eff.snd.MSS"),
         ("receive MSS", str(s.rcv_mss), "sent in our MSS option"),
         ("RTO", f"{s.rto:.3f} s", "RFC 6298"),
@@ -115,6 +116,8 @@ def tcb_table(cid: str, s: TcbStatus) -> Table:
         ("RTTVAR", "-" if s.rttvar is None else f"{s.rttvar * 1000:.2f} ms", ""),
         ("cwnd", str(s.cwnd), s.cc),
         ("ssthresh", str(s.ssthresh), ""),
+        ("recovery", "fast recovery" if s.in_recovery else "-", "RFC 6675 with SACK, else RFC 6582"),
+        ("SACKed", str(s.sacked), "octets the peer SACKed above SND.UNA"),
         ("send queued", str(s.send_queued), "octets not yet sent"),
         ("send unacked", str(s.send_unacked), "sent, not yet acknowledged"),
         ("receive queued", str(s.recv_queued), "arrived, not yet read"),
@@ -235,7 +238,9 @@ def watch_view(
             extra = Text(
                 f"RTO {s.rto:.3f} s  SRTT "
                 + ("-" if s.srtt is None else f"{s.srtt * 1000:.2f} ms")
-                + f"  cwnd {s.cwnd}  retransmissions {s.retransmissions}",
+                + f"  cwnd {s.cwnd} ({s.cc}{', recovering' if s.in_recovery else ''})"
+                + f"  SACKed {s.sacked}  retransmissions {s.retransmissions}"
+                + f"  RTO expiries {s.rto_expiries}  fast retransmits {s.fast_retransmits}",
                 style="dim",
             )
             body = Group(

@@ -75,12 +75,18 @@ class TcbConfig:
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]
 
-    def set(self, name: str, text: str) -> None:
-        """Set a field from text ("on", "off", "30", "0.2"), with a clear error for bad input."""
+    def set(self, name: str, text: str, *, at_open: bool = False) -> None:
+        """Set a field from text ("on", "off", "30", "0.2", "64k"), with a clear error for bad input.
+
+        `at_open`: the defaults of connections not yet opened, where what the SYN negotiates
+        (AT_OPEN) may change too."""
         key = name.replace("-", "_")
-        field = next((f for f in fields(self) if f.name == key and key in SETTABLE), None)
+        allowed = SETTABLE + AT_OPEN if at_open else SETTABLE
+        if key in AT_OPEN and not at_open:
+            raise ValueError(f"{name} is negotiated at OPEN: change it with 'set default {name} {text}'")
+        field = next((f for f in fields(self) if f.name == key and key in allowed), None)
         if field is None:
-            raise ValueError(f"unknown setting {name!r}; settings: {', '.join(settable_names())}")
+            raise ValueError(f"unknown setting {name!r}; settings: {', '.join(settable_names(at_open))}")
         kind = type(getattr(self, key))
         if key == "cc":
             algorithm(text)
@@ -93,24 +99,27 @@ class TcbConfig:
             setattr(self, key, word in ("on", "true", "1", "yes"))
             return
         try:
-            value = kind(text)
+            value = parse_size(text) if key in SIZES else kind(text)
         except ValueError:
-            raise ValueError(f"{name} takes a number, not {text!r}") from None
+            unit = " of bytes (64k, 4M)" if key in SIZES else ""
+            raise ValueError(f"{name} takes a number{unit}, not {text!r}") from None
         if value <= 0:
             raise ValueError(f"{name} must be more than zero")
         if key == "ack_delay" and value >= 0.5:
             raise ValueError("ack-delay must be under 0.5 s (RFC 9293 MUST-40)")
+        if key in SIZES and not 536 <= value <= MAX_BUFFER:
+            raise ValueError(f"{name} must be from 536 bytes to {MAX_BUFFER >> 20}M")
         setattr(self, key, value)
 
-    def describe(self) -> dict[str, str]:
+    def describe(self, *, at_open: bool = False) -> dict[str, str]:
         """The settable fields as the shell shows them."""
         out = {}
-        for key in SETTABLE:
+        for key in SETTABLE + AT_OPEN if at_open else SETTABLE:
             value = getattr(self, key)
             if isinstance(value, bool):
                 shown = "on" if value else "off"
             else:
-                shown = value if isinstance(value, str) else f"{value:g}"
+                shown = f"{value:g}" if isinstance(value, float) else str(value)
             out[key.replace("_", "-")] = shown
         return out
 
@@ -123,6 +132,8 @@ class TcbConfig:
 # What `set ID NAME VALUE` may change on a live connection.
 SETTABLE = (
     "cc",
+    "rcv_buf",
+    "snd_buf",
     "keepalive",
     "keepalive_idle",
     "keepalive_interval",
@@ -139,5 +150,19 @@ SETTABLE = (
 )
 
 
-def settable_names() -> list[str]:
-    return [k.replace("_", "-") for k in SETTABLE]
+# What the SYN negotiates: `set default NAME VALUE` changes it for connections opened from then on.
+AT_OPEN = ("sack", "timestamps", "window_scale", "iw10")
+
+SIZES = ("rcv_buf", "snd_buf")  # byte counts, given as 65536, 64k or 4M
+MAX_BUFFER = 1 << 30  # RFC 7323 section 2.3: a window never exceeds 2**30 octets
+
+
+def parse_size(text: str) -> int:
+    """65536, 64k, 64K, 4m, 4M: bytes (k and M are powers of 1024); ValueError otherwise."""
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:].lower(), 1)
+    digits = text[:-1] if scale > 1 else text
+    return int(float(digits) * scale)
+
+
+def settable_names(at_open: bool = False) -> list[str]:
+    return [k.replace("_", "-") for k in (SETTABLE + AT_OPEN if at_open else SETTABLE)]
