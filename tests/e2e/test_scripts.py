@@ -165,3 +165,31 @@ def test_status_in_a_script_shows_the_id_and_the_state(tcpsh_env: dict[str, str]
     assert run.returncode == 0, run
     rows = [ln for ln in run.lines if ln.startswith("│")]
     assert any(re.match(r"│ c1 +│ ESTABLISHED +│", ln) for ln in rows), run
+
+
+def test_congestion_control_and_buffers_chosen_from_the_command_line_and_the_shell(
+    tcpsh_env: dict[str, str],
+) -> None:
+    """`tcpsh --cc cubic` sets the default; `open --cc` and `set` choose per connection; status shows it."""
+    run = run_tcpsh(
+        [
+            "--cc", "cubic", "--set", "rcv-buf=256k", "-c",
+            f"open {KERNEL}:7; status c1; open {KERNEL}:7 --cc reno; status c2; set c2 cc cubic; "
+            f"set c2 snd-buf 64k; set default cc reno; open {KERNEL}:7; status c3",
+        ],
+        tcpsh_env,
+    )
+    assert run.returncode == 0, run
+    rows = [[w for w in ln.split() if w != "│"] for ln in run.lines]  # the status table's cells
+    ccs = [r[2] for r in rows if r[:1] == ["cwnd"]]
+    assert ccs == ["cubic", "reno", "reno"], run
+    assert ["rcv-buf", str(256 << 10), "set", "ID", "NAME", "VALUE"] in rows, run
+    assert "c2 cc cubic" in run.lines and f"c2 snd-buf {64 << 10}" in run.lines, run
+    assert "default cc reno" in run.lines, run
+    assert_lab_gone(run.pid)
+
+
+def test_a_bad_default_on_the_command_line_is_one_line_before_any_lab(tcpsh_env: dict[str, str]) -> None:
+    run = run_tcpsh(["--set", "sack=maybe", "-c", "echo never"], tcpsh_env)
+    assert run.returncode == 2
+    assert run.lines == ["tcpsh: sack is on or off, not 'maybe'"], run
