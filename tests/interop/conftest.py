@@ -19,11 +19,13 @@ import pytest
 
 from stack.firewall import FirewallError
 from stack.lab import Lab, LabUnavailable
+from stack.link.impair import ImpairedLink
 from stack.link.raw import RawLink
 from stack.runtime import Stack
 from stack.tcp import TcbConfig
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+IMPAIR_SEED = 6  # the lab stack's impairment layer draws from this seed
 
 
 def cannot_run(reason: str) -> None:
@@ -98,11 +100,14 @@ def stack_lab() -> Iterator[Lab]:
 def lab_stack(stack_lab: Lab) -> Iterator[Stack]:
     """A started Stack holding the lab's stack-side address, built as `tcpsh --lab` builds it.
 
-    RTO minimum 0.2 s (as Linux's) so that a lost segment costs little time. After the test every
+    RTO minimum 0.2 s (as Linux's) so that a lost segment costs little time. The raw link is wrapped in
+    the impairment layer, a pass-through until a test sets something on `stack.link` (seeded, so that
+    each test's random draws start from the same seed). After the test every
     connection still open is closed (aborted when the kernel does not answer within a second) and
     the threads are stopped; the sockets go with them.
     """
-    link = RawLink(stack_lab.stack_if, stack_lab.stack_addr, namespace=stack_lab.enter_stack_ns())
+    raw = RawLink(stack_lab.stack_if, stack_lab.stack_addr, namespace=stack_lab.enter_stack_ns())
+    link = ImpairedLink(raw, seed=IMPAIR_SEED)
     the_stack = Stack(link, config=TcbConfig.full(mtu=link.mtu, rto_min=0.2)).start()
     try:
         yield the_stack
