@@ -18,6 +18,8 @@ from ipaddress import IPv4Address
 
 from stack.tcp import Event, Result, State, Tcb, TcbConfig, TcpError, reset_for
 from stack.tcp.isn import IsnSource, Rfc6528Isn
+from stack.wire.errors import ParseError
+from stack.wire.icmp import IcmpMessage, IcmpType
 from stack.wire.tcp import TcpSegment
 
 EPHEMERAL = range(49152, 65536)  # RFC 6335 section 6 dynamic ports
@@ -89,6 +91,7 @@ class Pool:
         self._ids = itertools.count(1)
         self._rng = random.Random()
         self.resets_sent = 0
+        self.icmp_ignored = 0  # ICMP errors that matched no connection, or were source quench or redirect
         self.dropped = 0
 
     # ------------------------------------------------------------------ connections
@@ -186,6 +189,26 @@ class Pool:
             return
         res = conn.tcb.segment_arrives(seg, now, src)
         conn.record(now, "in", seg)
+        self._apply(conn, res, now)
+
+    def icmp_error(self, src: IPv4Address, msg: IcmpMessage, now: float) -> None:
+        """An ICMP error from `src` (RFC 9293 section 3.9.2.2): to the connection whose segment it
+        quotes, which judges it. Source quench is ignored (MUST-55); a host takes no redirects."""
+        if msg.type in (IcmpType.SOURCE_QUENCH, IcmpType.REDIRECT):
+            self.icmp_ignored += 1
+            return
+        try:
+            quoted, _ = msg.quoted()
+            sport, dport, seq = msg.quoted_tcp()
+        except ParseError:
+            self.icmp_ignored += 1
+            return
+        conn = self.find(sport, quoted.dst, dport) if quoted.src == self.address else None
+        if conn is None:
+            self.icmp_ignored += 1
+            return
+        mtu, length = msg.next_hop_mtu, quoted.total_length
+        res = conn.tcb.icmp_error(msg.type, msg.code, seq, now, mtu=mtu, quoted_length=length, reporter=src)
         self._apply(conn, res, now)
 
     def find(self, local_port: int, remote: IPv4Address, rport: int) -> Conn | None:

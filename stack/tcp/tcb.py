@@ -27,6 +27,7 @@ from stack.tcp.rto import RtoEstimator
 from stack.tcp.sack import Range, Scoreboard, receiver_blocks
 from stack.tcp.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt, seq_max
 from stack.tcp.types import SYNCHRONIZED, Event, EventKind, Result, State, TcpError
+from stack.wire.icmp import IcmpType, UnreachCode
 from stack.wire.tcp import NO_OPTIONS, Flags, TcpOptions, TcpSegment
 
 DEFAULT_SEND_MSS = 536  # MUST-15: IPv4 default send MSS when the peer sends no MSS option
@@ -44,6 +45,29 @@ SENDING_STATES = frozenset(
 )
 
 _shared_isn = Rfc6528Isn()
+
+# ICMP errors a TCP acts on (RFC 1122 section 4.2.3.9): protocol and port unreachable are hard; the
+# rest of destination unreachable, time exceeded and parameter problem are soft.
+HARD_UNREACH = {UnreachCode.PROTOCOL: "protocol unreachable", UnreachCode.PORT: "port unreachable"}
+SOFT_ERRORS = {
+    IcmpType.DEST_UNREACHABLE: "destination unreachable",
+    IcmpType.TIME_EXCEEDED: "time to live exceeded in transit",
+    IcmpType.PARAMETER_PROBLEM: "parameter problem",
+}
+_UNREACH_TEXT = {
+    UnreachCode.NET: "network unreachable",
+    UnreachCode.HOST: "host unreachable",
+    UnreachCode.SOURCE_ROUTE_FAILED: "source route failed",
+    UnreachCode.NET_UNKNOWN: "destination network unknown",
+    UnreachCode.HOST_UNKNOWN: "destination host unknown",
+    UnreachCode.NET_PROHIBITED: "network administratively prohibited",
+    UnreachCode.HOST_PROHIBITED: "host administratively prohibited",
+    UnreachCode.ADMIN_PROHIBITED: "communication administratively prohibited",
+}
+# RFC 1191 section 7: the plateaus a host steps down to when a router gives no MTU; 552 is the least
+# path MTU believed (Linux's min_pmtu), so that forged errors cannot shrink segments to nothing.
+MTU_PLATEAUS = (68, 296, 508, 1006, 1492, 2002, 4352, 8166, 17914, 32000, 65535)
+MIN_PMTU = 552
 
 
 def reset_for(seg: TcpSegment) -> TcpSegment | None:
@@ -110,6 +134,10 @@ class TcbStatus:
     sack: bool = False  # RFC 2018 SACK in use
     sacked: int = 0  # octets the peer has SACKed above SND.UNA (the scoreboard, RFC 6675)
     in_recovery: bool = False  # fast recovery (RFC 6582, or RFC 6675 with SACK)
+    path_mtu: int = 0  # the path MTU the send MSS follows (RFC 1191)
+    icmp_errors: int = 0  # ICMP errors believed for this connection
+    icmp_ignored: int = 0  # ICMP errors quoting no sequence number in flight (RFC 5927)
+    soft_error: str = ""  # the last ICMP soft error, reported with a timeout (RFC 1122 4.2.3.9)
     settings: dict[str, str] = dataclasses.field(default_factory=dict)  # what `set` can change
 
 
@@ -158,6 +186,7 @@ class Tcb:
         self._urgent_signalled = False
 
         self.snd_mss = DEFAULT_SEND_MSS  # SendMSS: the peer's MSS option, or 536 (MUST-15)
+        self.path_mtu = self.config.mtu  # lowered by ICMP fragmentation needed (RFC 1191)
         # RFC 7323: window scale shifts (0 until both SYNs carried the option) and timestamps.
         self.snd_shift = 0
         self.rcv_shift = 0
@@ -219,6 +248,10 @@ class Tcb:
         self.bad_segments = 0
         self.rto_expiries = 0
         self.fast_retransmits = 0
+        # ICMP (RFC 9293 section 3.9.2.2): what errors said.
+        self.icmp_errors = 0
+        self.icmp_ignored = 0
+        self.soft_error = ""
 
     def _initial_window(self) -> int:
         """IW: RFC 5681 section 3.1, or RFC 6928's ten segments when `iw10` is set."""
@@ -235,7 +268,7 @@ class Tcb:
 
         TCPhdrsize is 20 plus the options every segment carries (timestamps, when negotiated).
         """
-        mms_s = self.config.mtu - 20
+        mms_s = min(self.config.mtu, self.path_mtu) - 20
         options = 12 if self.ts_ok else 0  # the timestamps option on every segment (RFC 7323 3.2)
         return max(1, min(self.snd_mss + 20, mms_s) - 20 - options)
 
@@ -310,7 +343,14 @@ class Tcb:
             if flags & Flags.SYN:
                 window = min(window, MAX_WINDOW)  # the window of a SYN is never scaled (RFC 7323 2.2)
             else:
-                window >>= self.rcv_shift
+                scaled = window >> self.rcv_shift
+                keep = seq_diff(self._rcv_adv, self.rcv_nxt)
+                if keep > scaled << self.rcv_shift:
+                    # The scaled field cannot say `keep` exactly: round up rather than move the right
+                    # edge left (SHLD-14, RFC 7323 section 2.4), as Linux does; the buffer may take
+                    # up to 2**shift - 1 octets more than rcv_buf.
+                    scaled = min(MAX_WINDOW, -(-keep >> self.rcv_shift))
+                window = scaled
                 if options is NO_OPTIONS and (self.ts_ok or (self.sack_ok and self._ooo_spans)):
                     options = TcpOptions(
                         timestamps=(self._ts_now, self.ts_recent) if self.ts_ok else None,  # RFC 7323 3.2
@@ -611,6 +651,10 @@ class Tcb:
             sack=self.sack_ok,
             sacked=self._sb.sacked,
             in_recovery=self._in_recovery,
+            path_mtu=self.path_mtu,
+            icmp_errors=self.icmp_errors,
+            icmp_ignored=self.icmp_ignored,
+            soft_error=self.soft_error,
             settings=self.config.describe(),
         )
 
@@ -627,6 +671,8 @@ class Tcb:
 
     def _time_out(self, message: str) -> None:
         """The peer stopped answering (R2, or keep-alive probes): tell the user, delete the TCB."""
+        if self.soft_error:
+            message += f" (last ICMP: {self.soft_error})"  # RFC 1122 section 4.2.3.9
         self._close_error = TcpError.TIMED_OUT
         self._signal(EventKind.TIMED_OUT, message)
         self._delete(TcpError.TIMED_OUT.value)
@@ -637,6 +683,67 @@ class Tcb:
         self._rcvq.clear()
         self._signal(kind, str(error))
         self._delete(error.value)
+
+    # ------------------------------------------------------------------ ICMP (3.9.2.2)
+
+    def icmp_error(
+        self,
+        type_: int,
+        code: int,
+        seq: int,
+        now: float,
+        *,
+        mtu: int | None = None,
+        quoted_length: int = 0,
+        reporter: IPv4Address | None = None,
+    ) -> Result:
+        """An ICMP error quoting one of our segments (RFC 9293 section 3.9.2.2, RFC 1122 4.2.3.9).
+
+        It is believed only if the quoted sequence number is one in flight (RFC 5927 section 4.1), so
+        an attacker must guess it as for a RST. Soft errors are reported and change nothing (SHLD-25,
+        MUST-56); protocol and port unreachable abort the connection (SHLD-26); fragmentation needed
+        lowers the path MTU and the segments with it (RFC 1191, SHLD-6). Source quench is ignored
+        (MUST-55), as is anything else."""
+        self._tick(now)
+        if self.state in (State.CLOSED, State.LISTEN) or not seq_in(self.snd_una, seq, self.snd_max):
+            self.icmp_ignored += 1
+            return self._result()
+        where = f" (ICMP from {reporter})" if reporter is not None else ""
+        if type_ == IcmpType.DEST_UNREACHABLE and code == UnreachCode.FRAGMENTATION_NEEDED:
+            self.icmp_errors += 1
+            self._path_mtu_lowered(mtu or 0, quoted_length, now)
+        elif type_ == IcmpType.DEST_UNREACHABLE and code in HARD_UNREACH:
+            self.icmp_errors += 1
+            self._close_error = TcpError.UNREACHABLE
+            self._signal(EventKind.UNREACHABLE, f"{HARD_UNREACH[code]}{where}")
+            self._delete(TcpError.UNREACHABLE.value)
+        elif type_ in SOFT_ERRORS:
+            self.icmp_errors += 1
+            if type_ == IcmpType.DEST_UNREACHABLE:
+                self.soft_error = _UNREACH_TEXT.get(code, f"destination unreachable (code {code})")
+            else:
+                self.soft_error = SOFT_ERRORS[type_]
+            self._signal(EventKind.NETWORK_ERROR, f"{self.soft_error}{where}")
+        else:
+            self.icmp_ignored += 1
+        self._output(now)
+        return self._result()
+
+    def _path_mtu_lowered(self, mtu: int, quoted_length: int, now: float) -> None:
+        """RFC 1191 section 6.1: take the smaller MTU (a router that did not say gets the next plateau
+        below the datagram it refused, section 5), never below MIN_PMTU; then send again at once what
+        is in flight, in smaller segments (not a congestion signal: cwnd is kept, section 6.5)."""
+        if not mtu:
+            mtu = next((p for p in reversed(MTU_PLATEAUS) if p < quoted_length), MIN_PMTU)
+        mtu = max(MIN_PMTU, mtu)
+        if mtu >= self.path_mtu:
+            return
+        self.path_mtu = mtu
+        self.cc.mss = self.eff_snd_mss
+        self._signal(EventKind.PATH_MTU, f"path MTU {mtu}: segments of at most {self.eff_snd_mss} octets")
+        if self.state in SYNCHRONIZED and seq_lt(self.snd_una, self.snd_max):
+            self.snd_nxt = self.snd_una
+            self._high_rxt = self.snd_una
 
     # ------------------------------------------------------------------ 3.10.7 SEGMENT ARRIVES
 
@@ -1513,8 +1620,11 @@ class Tcb:
             self._syn_retransmitted = True
             self._transmit_syn(now, first=False)
             return
-        self.rto_expiries += 1
-        self.cc.on_timeout(self._flight(), now)
+        if self.snd_wnd:
+            self.rto_expiries += 1
+            self.cc.on_timeout(self._flight(), now)
+        # else the window is closed: what goes now is a zero-window probe (MUST-35), not a sign of
+        # congestion, and cwnd is kept.
         self._in_recovery = False  # RFC 6582 section 4: after a timeout, recover = highest sent
         self._dupacks = 0
         self._recover = seq_add(self.snd_max, -1)

@@ -61,6 +61,7 @@ class TcpError(enum.Enum):
     RESET = "connection reset"
     REFUSED = "connection refused"
     TIMED_OUT = "connection aborted due to user timeout"
+    UNREACHABLE = "connection aborted: destination unreachable"
 
     def __str__(self) -> str:
         return f"error: {self.value}"
@@ -80,6 +81,9 @@ class EventKind(enum.Enum):
     CLOSED = "closed"  # the TCB is deleted; Event.reason says why
     TIME_WAIT_OVER = "time-wait over"
     BAD_SEGMENT = "bad segment"  # a segment was dropped as malformed (counted)
+    NETWORK_ERROR = "network error"  # an ICMP soft error: reported, the connection goes on (SHLD-25)
+    UNREACHABLE = "unreachable"  # an ICMP hard error aborted the connection (SHLD-26)
+    PATH_MTU = "path MTU"  # fragmentation needed: segments are smaller from now on (RFC 1191)
 
 
 @dataclass(frozen=True, slots=True)

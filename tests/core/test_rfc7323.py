@@ -7,6 +7,9 @@ import hashlib
 import random
 from ipaddress import IPv4Address
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from stack.tcp import State, Tcb, TcbConfig
 from stack.tcp.isn import FixedIsn
 from stack.wire.tcp import Flags, TcpOptions, TcpSegment
@@ -196,3 +199,23 @@ def test_a_zero_mss_is_taken_as_no_mss_option():
     tcb = synack_with(TcpOptions(mss=0))
     assert tcb.snd_mss == 536  # MUST-15's default
     assert tcb.eff_snd_mss == 536
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 1448), min_size=1, max_size=60), reads=st.lists(st.integers(0, 40_000)))
+def test_a_scaled_window_never_moves_its_right_edge_left(sizes, reads):
+    """SHLD-14 with window scaling: the 16-bit field cannot say every window, so it is rounded up, never
+    down, and ACK + (SEG.WND << shift) never falls below an edge offered before."""
+    tcb = synack_with(TcpOptions(mss=1460, wscale=7))
+    assert tcb.rcv_shift == 5
+    seq, edge = IRS + 1, 0
+    reads = iter(reads)
+    for n in sizes:
+        data = TcpSegment(80, 40000, seq, ISS + 1, Flags.ACK | Flags.PSH, window=1000, payload=bytes(n))
+        res = tcb.segment_arrives(data, 0.1)
+        seq += n
+        res.segments += tcb.receive(next(reads, 0), 0.1).segments
+        for out in res.segments:
+            right = out.ack + (out.window << 5)
+            assert right >= edge, (out, edge)
+            edge = right
