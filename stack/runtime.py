@@ -389,8 +389,11 @@ class Stack:
 
         return self._call(run)  # type: ignore[return-value]
 
-    def send(self, cid: str, data: bytes, *, push: bool = False, timeout: float | None = None) -> int:
-        """SEND all of `data`, waiting for buffer space as needed. Returns the octets queued."""
+    def send(
+        self, cid: str, data: bytes, *, push: bool = False, urgent: bool = False, timeout: float | None = None
+    ) -> int:
+        """SEND all of `data`, waiting for buffer space as needed (all of it urgent with `urgent`).
+        Returns the octets queued."""
 
         def run() -> int:
             with self.pool.lock:
@@ -404,7 +407,7 @@ class Stack:
                         raise StackTimeout(f"{cid}: send timed out after {sent} of {len(data)} bytes")
                     chunk = bytes(view[sent : sent + tcb.send_space])
                     now = self.clock()
-                    res = self.pool.apply(conn, tcb.send(chunk, now, push=push), now)
+                    res = self.pool.apply(conn, tcb.send(chunk, now, push=push, urgent=urgent), now)
                     self._check(conn, res.error)
                     sent += len(chunk)
                     if not data:

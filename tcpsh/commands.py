@@ -347,6 +347,7 @@ COMMANDS: tuple[Command, ...] = (
         (CONN, Arg("TEXT", "text", "the data, with escapes", optional=True, rest=True)),
         (
             Opt("--push", "flag", "set PUSH: deliver promptly (MAY-15)"),
+            Opt("--urgent", "flag", "send it as urgent data: URG and the urgent pointer (MUST-30)"),
             Opt("--file", "path", "send the contents of this file"),
             Opt("--hex", "hex", "send these bytes, given in hex"),
             TIMEOUT,

@@ -53,6 +53,9 @@ NEWS = {
     EventKind.TIME_WAIT_OVER: "TIME-WAIT over",
     EventKind.URGENT: "urgent data pending",
 }
+# News whose message says it all: R1 passed (SHLD-9), ICMP soft errors (SHLD-25), hard errors
+# (SHLD-26), and a lower path MTU.
+TOLD_AS_IS = (EventKind.RETRANSMITTING, EventKind.NETWORK_ERROR, EventKind.UNREACHABLE, EventKind.PATH_MTU)
 
 
 @dataclass
@@ -77,7 +80,7 @@ class Session:
         """Asynchronous news is always reported (MUST-12, SHLD-9)."""
         if ev.kind is EventKind.DATA:
             text = f"data arrived on {cid} ({ev.count} bytes)"
-        elif ev.kind is EventKind.RETRANSMITTING:
+        elif ev.kind in TOLD_AS_IS:
             text = f"{cid}: {ev.message}"
         elif ev.kind in NEWS:
             text = f"{cid}: {NEWS[ev.kind]}"
@@ -168,8 +171,9 @@ class Session:
                 data = path.read_bytes()
             except OSError as e:
                 raise CommandError(f"send: cannot read {path}: {e.strerror}") from None
-        n = self.stack.send(v["ID"], data, push=v.get("push", False), timeout=v.get("timeout"))
-        self.out(f"{v['ID']}: queued {n} bytes")
+        urgent = v.get("urgent", False)
+        n = self.stack.send(v["ID"], data, push=v.get("push", False), urgent=urgent, timeout=v.get("timeout"))
+        self.out(f"{v['ID']}: queued {n} bytes" + (" of urgent data" if urgent else ""))
 
     def do_receive(self, p: Parsed) -> None:
         v = p.values

@@ -105,7 +105,7 @@ def tcb_table(cid: str, s: TcbStatus) -> Table:
         ("IRS", str(s.irs), "initial receive sequence number"),
         ("RCV.NXT", str(s.rcv_nxt), f"IRS+{rel(s.rcv_nxt, s.irs, True)}"),
         ("RCV.WND", str(s.rcv_wnd), "our window"),
-        ("RCV.UP", str(s.rcv_up), ""),
+        ("RCV.UP", str(s.rcv_up), f"{s.urgent_pending} urgent octets unread" if s.urgent_pending else ""),
         ("window scale", f"{s.snd_shift} / {s.rcv_shift}", "theirs / ours (RFC 7323)"),
         ("timestamps", "on" if s.timestamps else "off", "RFC 7323"),
         ("SACK", "on" if s.sack else "off", "RFC 2018"),
@@ -127,6 +127,9 @@ def tcb_table(cid: str, s: TcbStatus) -> Table:
         ("RTO expiries", str(s.rto_expiries), "timeouts: cwnd back to one segment"),
         ("fast retransmits", str(s.fast_retransmits), "losses repaired without a timeout"),
         ("bad segments", str(s.bad_segments), "dropped as malformed"),
+        ("challenge ACKs", f"{s.challenge_acks} / {s.challenge_acks_suppressed}", "sent / held (RFC 5961)"),
+        ("path MTU", str(s.path_mtu), "RFC 1191"),
+        ("ICMP errors", f"{s.icmp_errors} / {s.icmp_ignored}", "believed / ignored (RFC 5927)"),
     ]
     for name, left in sorted(s.timers.items()):
         rows.append((f"timer {name}", f"{left:.3f} s", "left"))

@@ -53,6 +53,8 @@ class TcbConfig:
     timestamps: bool = False
     # RFC 2018 selective acknowledgments, offered on our SYN; with them, loss recovery by RFC 6675.
     sack: bool = False
+    # RFC 5961 section 7: challenge ACKs a connection sends in a second, at most.
+    challenge_ack_limit: int = 10
     # The out-of-order queue holds at most this many pieces (its octets are bounded by the window).
     ooo_max: int = 4096
 
@@ -147,6 +149,8 @@ SETTABLE = (
     "rto_min",
     "rto_max",
     "msl",
+    "challenge_ack_limit",
+    "ooo_max",
 )
 
 

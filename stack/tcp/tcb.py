@@ -138,6 +138,9 @@ class TcbStatus:
     icmp_errors: int = 0  # ICMP errors believed for this connection
     icmp_ignored: int = 0  # ICMP errors quoting no sequence number in flight (RFC 5927)
     soft_error: str = ""  # the last ICMP soft error, reported with a timeout (RFC 1122 4.2.3.9)
+    challenge_acks: int = 0  # RFC 5961 challenge ACKs sent
+    challenge_acks_suppressed: int = 0  # ... and held back by the rate limit (RFC 5961 section 7)
+    urgent_pending: int = 0  # octets of urgent data received and not yet read (MUST-33)
     settings: dict[str, str] = dataclasses.field(default_factory=dict)  # what `set` can change
 
 
@@ -252,6 +255,12 @@ class Tcb:
         self.icmp_errors = 0
         self.icmp_ignored = 0
         self.soft_error = ""
+        # RFC 5961 section 7: challenge ACKs sent, and held back by the rate limit.
+        self.challenge_acks = 0
+        self.challenge_acks_suppressed = 0
+        self._challenge_since = -1.0
+        self._challenges = 0
+        self._urgent_out = False  # SND.UP is ahead of SND.UNA: segments before it carry URG (MUST-30)
 
     def _initial_window(self) -> int:
         """IW: RFC 5681 section 3.1, or RFC 6928's ten segments when `iw10` is set."""
@@ -364,6 +373,15 @@ class Tcb:
             self._ack_now = False
             self._delack_bytes = 0
             self._timers.pop(DELACK, None)  # this segment carries the ACK that was owed
+        urgent = 0
+        if self._urgent_out and not flags & (Flags.SYN | Flags.RST):
+            if seq_lt(seq, self.snd_up):
+                # The pointer is the offset of the octet after the urgent data (MUST-62); beyond what
+                # 16 bits say, 0xFFFF, so the peer still learns that urgent data is coming (MUST-31).
+                flags |= Flags.URG
+                urgent = min(0xFFFF, seq_diff(self.snd_up, seq))
+            elif not seq_lt(self.snd_una, self.snd_up):
+                self._urgent_out = False
         seg = TcpSegment(
             self.local_port,
             self.remote_port or 0,
@@ -371,6 +389,7 @@ class Tcb:
             ack=ack,
             flags=flags,
             window=window,
+            urgent=urgent,
             options=options,
             payload=payload,
         )
@@ -467,8 +486,13 @@ class Tcb:
 
     # ------------------------------------------------------------------ 3.10.2 SEND
 
-    def send(self, data: bytes, now: float, *, push: bool = False) -> Result:
-        """SEND (RFC 9293 section 3.10.2). Data is queued whole or refused whole."""
+    def send(self, data: bytes, now: float, *, push: bool = False, urgent: bool = False) -> Result:
+        """SEND (RFC 9293 section 3.10.2). Data is queued whole or refused whole.
+
+        With `urgent`, SND.UP is set past this data and every segment sent before it carries URG with
+        the pointer to the octet after the urgent data (MUST-30, MUST-62); the urgent data may be
+        of any length (MUST-31). Applications should not need it (SHLD-13): it is here to drive peers
+        that do."""
         self._tick(now)
         st = self.state
         if st is State.CLOSED:
@@ -489,6 +513,9 @@ class Tcb:
             self.passive = False
             self._send_syn(now)
         self._sndq += data
+        if urgent and data:
+            self.snd_up = seq_add(self._sndq_seq, len(self._sndq))
+            self._urgent_out = True
         # PUSH (MAY-15): every segment that empties the queue carries PSH (MUST-61), so pushed data is
         # never held back indefinitely (MUST-60); successive PSH bits collapse into one (SHLD-27).
         self._output(now)
@@ -655,6 +682,9 @@ class Tcb:
             icmp_errors=self.icmp_errors,
             icmp_ignored=self.icmp_ignored,
             soft_error=self.soft_error,
+            challenge_acks=self.challenge_acks,
+            challenge_acks_suppressed=self.challenge_acks_suppressed,
+            urgent_pending=max(0, seq_diff(self.rcv_up, seq_add(self.rcv_nxt, -len(self._rcvq)))),
             settings=self.config.describe(),
         )
 
@@ -947,7 +977,7 @@ class Tcb:
         # Second, check the RST bit (with the RFC 5961 section 3 checks).
         if f & Flags.RST:
             if seg.seq != self.rcv_nxt:
-                self._ack_now = True  # (3) challenge ACK, then drop
+                self._challenge_ack(now)  # (3) challenge ACK, then drop
                 return
             if st is State.SYN_RECEIVED:
                 if self.from_listen:
@@ -965,7 +995,7 @@ class Tcb:
             if st is State.SYN_RECEIVED and self.from_listen:
                 self._return_to_listen()
                 return
-            self._ack_now = True  # RFC 5961 section 4: challenge ACK, then drop
+            self._challenge_ack(now)  # RFC 5961 section 4: challenge ACK, then drop
             return
         # Fifth, check the ACK field.
         if not f & Flags.ACK:
@@ -976,7 +1006,7 @@ class Tcb:
         tsecr = ts[1] if self.ts_ok and ts is not None else None
         # RFC 5961 section 5 (MAY-12): acceptable only if SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT.
         if seq_gt(ack, self.snd_max) or seq_lt(ack, seq_add(self.snd_una, -self.max_snd_wnd)):
-            self._ack_now = True
+            self._challenge_ack(now)
             return
         newly_sacked = 0
         if self.sack_ok and seg.options.sack_blocks and st is not State.SYN_RECEIVED:
@@ -1029,6 +1059,19 @@ class Tcb:
             return
         # Sixth to eighth: URG, segment text, FIN.
         self._process_text_and_fin(seg, seg.seq, seg.payload, now)
+
+    def _challenge_ack(self, now: float) -> None:
+        """A challenge ACK (RFC 5961 sections 3.2, 4.2, 5.2), at most `challenge_ack_limit` a second
+        (section 7). The limit is this connection's own: a limit shared by all connections would tell
+        an off-path attacker which of its guesses hit (CVE-2016-5696)."""
+        if now - self._challenge_since >= 1.0:
+            self._challenge_since, self._challenges = now, 0
+        if self._challenges >= self.config.challenge_ack_limit:
+            self.challenge_acks_suppressed += 1
+            return
+        self._challenges += 1
+        self.challenge_acks += 1
+        self._ack_now = True
 
     def _window_changes(self, window: int, now: float) -> None:
         """SND.WND <- SEG.WND. When a zero window opens, a probe octet it refused goes again at once

@@ -252,16 +252,11 @@ def test_send_is_cut_to_mss_and_windows():
     assert tcb.status(NOW).send_queued == 10240 - 4380
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not yet: SEND has no URGENT flag; sending urgent data (MUST-30, 3.10.2) is planned with the "
-    "hardening work",
-)
 def test_send_urgent_sets_snd_up_and_urgent_pointer():
     """3.10.2 ESTABLISHED: "If the URGENT flag is set, then SND.UP <- SND.NXT and set the urgent pointer
     in the outgoing segments"; the pointer names the octet after the urgent data (MUST-62)."""
     tcb = established()
-    res = tcb.send(b"ab", NOW, push=True, urgent=True)  # type: ignore[call-arg]
+    res = tcb.send(b"ab", NOW, push=True, urgent=True)
     assert res.segments == [out(ISS + 1, IRS + 1, ACK | PSH | URG, urgent=2, payload=b"ab")]
     assert tcb.snd_up == ISS + 3
 
