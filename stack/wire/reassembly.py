@@ -80,6 +80,7 @@ class ReassemblyCounters:
     timed_out: int = 0  # datagrams dropped incomplete after the timeout
     overlaps: int = 0  # datagrams discarded for a fragment overlapping others with different data
     duplicates: int = 0  # fragments ignored: every octet already held, the same
+    dropped: int = 0  # fragments refused, or thrown away with their datagram, for any reason below
     dropped_full: int = 0  # fragments refused because the memory or datagram bound was reached
     tiny: int = 0  # fragments dropped by the tiny-fragment rules of RFC 1858
     too_long: int = 0  # datagrams dropped for a reassembled length over 65535
@@ -159,7 +160,7 @@ class Reassembler:
             key, pending = next(iter(self._pending.items()))
             if pending.deadline > now:
                 break
-            self._discard(key)
+            self._drop(key)
             dropped += 1
         self.counters.timed_out += dropped
         return dropped
@@ -179,8 +180,9 @@ class Reassembler:
         c = self.counters
         c.fragments += 1
         key: Key = (header.src, header.dst, header.protocol, header.identification)
+        chunk = bytes(payload)
         start = header.fragment_offset * 8
-        size = len(payload)
+        size = len(chunk)
         end = start + size
         last = not header.mf
         pending = self._pending.get(key)
@@ -191,36 +193,37 @@ class Reassembler:
             header.fragment_offset == 1 or (start == 0 and not last and size < TCP_MIN_HEADER)
         ):
             c.tiny += 1
+            c.dropped += 1
             return None
         if end + IPV4_HEADER_LEN > MAX_DATAGRAM:
             c.too_long += 1
-            self._discard(key)
+            self._drop(key, this=True)
             return None
         if size == 0 or (not last and size % 8):
             c.malformed += 1
-            self._discard(key)
+            self._drop(key, this=True)
             return None
 
         if pending is not None:
-            verdict = self._check_overlap(pending, start, bytes(payload))
+            verdict = self._check_overlap(pending, start, chunk)
             if verdict == "duplicate":
                 c.duplicates += 1
                 return None
             if verdict == "overlap":
                 c.overlaps += 1
-                self._discard(key)
+                self._drop(key, this=True)
                 return None
             if (last and pending.length is not None and pending.length != end) or (
                 pending.length is not None and end > pending.length
             ):
                 c.malformed += 1
-                self._discard(key)
+                self._drop(key, this=True)
                 return None
             if last and pending.starts:
                 top = pending.starts[-1]
                 if top + len(pending.pieces[top]) > end:  # data held beyond the end this fragment gives
                     c.malformed += 1
-                    self._discard(key)
+                    self._drop(key, this=True)
                     return None
 
         cost = size + FRAGMENT_OVERHEAD
@@ -228,13 +231,14 @@ class Reassembler:
         if self._memory + cost > self.max_bytes or crowded:
             c.dropped_full += 1
             if pending is not None:
-                self._discard(key)  # it can never complete without this fragment
+                self._drop(key)  # it can never complete without this fragment
+            c.dropped += 1
             return None
 
         if pending is None:
             pending = self._pending[key] = _Pending(deadline=now + self.timeout)
         bisect.insort(pending.starts, start)
-        pending.pieces[start] = bytes(payload)
+        pending.pieces[start] = chunk
         pending.held += size
         pending.cost += cost
         self._memory += cost
@@ -244,12 +248,12 @@ class Reassembler:
             pending.length = end
         if pending.first is not None and pending.first.header_len + (pending.length or 0) > MAX_DATAGRAM:
             c.too_long += 1
-            self._discard(key)
+            self._drop(key)
             return None
         if not pending.complete():
             return None
 
-        self._discard(key)
+        self._remove(key)
         c.reassembled += 1
         data = b"".join(pending.pieces[s] for s in pending.starts)
         first = pending.first
@@ -295,10 +299,16 @@ class Reassembler:
             return None
         return "duplicate" if covered >= end else "overlap"
 
-    def _discard(self, key: Key) -> None:
+    def _remove(self, key: Key) -> _Pending | None:
         pending = self._pending.pop(key, None)
         if pending is not None:
             self._memory -= pending.cost
+        return pending
+
+    def _drop(self, key: Key, *, this: bool = False) -> None:
+        """Throw a datagram away with every fragment it holds (and the one being added, with `this`)."""
+        pending = self._remove(key)
+        self.counters.dropped += (len(pending.pieces) if pending is not None else 0) + this
 
 
 def copied_options(options: bytes) -> bytes:

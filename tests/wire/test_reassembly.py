@@ -150,7 +150,7 @@ def test_exact_duplicates_are_ignored() -> None:
     r = Reassembler()
     frags = cut(DATA, 1480)
     assert feed(r, [frags[0], frags[0], frags[2], frags[2], frags[0]]) == []
-    assert r.counters.duplicates == 3
+    assert r.counters.duplicates == 3 and r.counters.dropped == 0
     assert r.memory == 1480 + 40 + 2 * FRAGMENT_OVERHEAD  # duplicates cost nothing
     results = feed(r, [frags[1]])
     assert [d for _, d in results] == [DATA]
@@ -183,6 +183,7 @@ def test_overlap_with_different_data_discards_the_datagram(start: int, size: int
     evil[start + size // 2] ^= 0xFF
     assert r.add(*frag(bytes(evil), start, size), T0) is None
     assert r.counters.overlaps == 1 and r.in_progress == 0 and r.memory == 0
+    assert r.counters.dropped == 3  # the two held and the one that overlapped them
     # What was held is gone: the last fragment now starts a new datagram that cannot complete.
     assert feed(r, frags[2:]) == []
     assert r.in_progress == 1
@@ -222,6 +223,7 @@ def test_missing_last_fragment_times_out() -> None:
     assert r.expire(T0 + 29.9) == 0 and r.in_progress == 1
     assert r.expire(T0 + 30) == 1
     assert r.in_progress == 0 and r.memory == 0 and r.counters.timed_out == 1
+    assert r.counters.dropped == 2
     assert r.next_deadline() is None
     # The last fragment after the timeout starts over and never completes.
     assert r.add(*frags[2], T0 + 31) is None and r.in_progress == 1
@@ -265,7 +267,7 @@ def test_memory_bound_refuses_new_fragments_instead_of_growing() -> None:
         r.add(*frag(DATA, 0, 1480, ident=ident), T0)
         assert r.memory <= bound
     assert r.in_progress == 10 and r.memory == bound
-    assert r.counters.dropped_full == 90
+    assert r.counters.dropped_full == 90 and r.counters.dropped == 90
     # Once they time out, room comes back and a whole datagram gets through.
     assert feed(r, cut(DATA, 1480, ident=500), now=T0 + 31)[0][1] == DATA
     assert r.counters.timed_out == 10
@@ -278,7 +280,7 @@ def test_a_datagram_that_loses_a_fragment_to_the_bound_is_dropped_at_once() -> N
     other = cut(DATA, 1480, ident=10)
     feed(r, [frags[0], other[0]])  # full now
     assert r.add(*frags[1], T0) is None  # refused: the datagram can never complete, so it goes
-    assert r.counters.dropped_full == 1 and r.in_progress == 1
+    assert r.counters.dropped_full == 1 and r.in_progress == 1 and r.counters.dropped == 2
     assert r.memory == 1480 + FRAGMENT_OVERHEAD
     assert feed(r, other[1:])[0][1] == DATA
     assert r.memory == 0
@@ -310,7 +312,7 @@ def test_tcp_fragment_at_offset_one_is_dropped() -> None:
     data = bytes(range(256)) * 4
     r.add(*frag(data, 0, 24, proto=IpProto.TCP), T0)
     assert r.add(*frag(data, 8, 16, proto=IpProto.TCP), T0) is None  # would rewrite the flags octet
-    assert r.counters.tiny == 1
+    assert r.counters.tiny == 1 and r.counters.dropped == 1
     assert r.memory == 24 + FRAGMENT_OVERHEAD
 
 
@@ -342,7 +344,7 @@ def test_a_datagram_over_65535_octets_is_dropped() -> None:
     # The "ping of death": a last fragment at the highest offset, ending past 65535.
     assert r.add(*frag(big, 8189 * 8, 1000, last=True), T0) is None
     assert r.counters.too_long == 1 and r.in_progress == 0 and r.memory == 0
-    assert r.counters.reassembled == 0
+    assert r.counters.reassembled == 0 and r.counters.dropped == len(frags) + 1
 
 
 def test_options_in_the_first_fragment_count_toward_65535() -> None:
