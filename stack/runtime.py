@@ -16,15 +16,17 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Protocol
 
-from stack.host import Conn, Pool, PoolError
+from stack.host import Conn, Pool, PoolError, is_unicast
 from stack.tcp import Event, State, TcbConfig, TcbStatus, TcpError
 from stack.tcp.isn import IsnSource
 from stack.wire.errors import ParseError
+from stack.wire.icmp import IcmpType, build_icmp, echo_reply, parse_icmp
 from stack.wire.ipv4 import IpProto, IPv4Flags, IPv4Header, build_ipv4, parse_ipv4
+from stack.wire.reassembly import Reassembler, ReassemblyCounters, fragment
 from stack.wire.tcp import TcpSegment, build_tcp, parse_tcp
 
 
@@ -58,9 +60,17 @@ class Counters:
     datagrams_in: int = 0
     segments_in: int = 0
     segments_out: int = 0
-    bad_packets: int = 0
+    bad_packets: int = 0  # malformed IPv4, TCP or ICMP, a bad checksum: dropped
     not_for_us: int = 0
-    fragments_dropped: int = 0
+    icmp_in: int = 0  # ICMP messages to our address that parsed
+    icmp_out: int = 0  # ICMP messages sent (echo replies)
+    echo_replies: int = 0  # echo requests answered
+    icmp_errors: int = 0  # error messages handed to the pool (destination unreachable, time exceeded...)
+    icmp_ignored: int = 0  # other ICMP types, and echo requests from an address that is not unicast
+    other_protocols: int = 0  # datagrams of a protocol other than TCP or ICMP: dropped
+    # What IPv4 reassembly did: fragments in, datagrams reassembled, fragments dropped, and why
+    # (timeouts, overlaps, the memory bound, tiny fragments...). The Reassembler's own counters.
+    reassembly: ReassemblyCounters = field(default_factory=ReassemblyCounters)
 
 
 class Stack:
@@ -74,12 +84,18 @@ class Stack:
         clock: Callable[[], float] = time.monotonic,
         isn: IsnSource | None = None,
         ttl: int = 64,
+        reassembler: Reassembler | None = None,
     ) -> None:
+        """`reassembler` holds the IPv4 reassembly settings (timeout, memory bound); the defaults are
+        Linux's. Its counters become `counters.reassembly`."""
         self.link = link
         self.address = link.address
         self.clock = clock
         self.ttl = ttl
         self.counters = Counters()
+        self.reassembler = reassembler or Reassembler()
+        self.counters.reassembly = self.reassembler.counters
+        self._next_expiry = 0.0
         self.config = config or TcbConfig.full(mtu=link.mtu)
         self.pool = Pool(self.address, self._emit, self._schedule, self._notify, config=self.config, isn=isn)
         self._send_lock = threading.Lock()
@@ -171,25 +187,37 @@ class Stack:
 
     # ------------------------------------------------------------------ pool callbacks (lock held)
 
-    def _emit(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address) -> None:
-        tcp = build_tcp(seg, src, dst)
-        header = IPv4Header(
+    def _ip_header(
+        self, src: IPv4Address, dst: IPv4Address, protocol: int, *, df: bool = True, dscp: int = 0
+    ) -> IPv4Header:
+        """The IPv4 header of a datagram the stack sends (the one place they are made)."""
+        return IPv4Header(
             src=src,
             dst=dst,
-            protocol=IpProto.TCP,
+            protocol=protocol,
             ttl=self.ttl,
+            dscp=dscp,
             identification=next(self._ip_id) & 0xFFFF,
-            flags=IPv4Flags.DF,
+            flags=IPv4Flags.DF if df else IPv4Flags(0),
         )
-        datagram = build_ipv4(header, tcp)
-        for fn in self._taps:
-            fn("out", src, dst, seg, datagram)
+
+    def _transmit(self, datagram: bytes, dst: IPv4Address) -> bool:
+        """Send one datagram under the send lock; False (the error kept in `errors`) when it failed."""
         with self._send_lock:
             try:
                 self.link.send(datagram, dst)
-                self.counters.segments_out += 1
+                return True
             except OSError as e:
                 self.errors.append(f"send to {dst}: {e.strerror or e}")
+                return False
+
+    def _emit(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address) -> None:
+        tcp = build_tcp(seg, src, dst)
+        datagram = build_ipv4(self._ip_header(src, dst, IpProto.TCP), tcp)
+        for fn in self._taps:
+            fn("out", src, dst, seg, datagram)
+        if self._transmit(datagram, dst):
+            self.counters.segments_out += 1
 
     def _schedule(self, conn: Conn, deadline: float) -> None:
         with self._timer_cv:
@@ -251,6 +279,7 @@ class Stack:
                     return
                 self.errors.append(f"receive: {e}")
                 continue
+            self._expire_fragments()
             if not frames:
                 continue
             with self.pool.lock:
@@ -265,22 +294,78 @@ class Stack:
                         self.errors.append(f"input: {e!r}")
             self._deliver_news()
 
+    def _expire_fragments(self) -> None:
+        """Drop datagrams whose reassembly timed out; at most twice a second (the receive thread only)."""
+        now = self.clock()
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + 0.5
+        self.reassembler.expire(now)
+
     def _input(self, data: bytes, verify: bool, now: float) -> None:
+        """One datagram from the link (pool lock held): reassembled if a fragment, then TCP to the pool,
+        ICMP answered or handed on, anything else dropped. Raises ParseError for a malformed one."""
         self.counters.datagrams_in += 1
         ip, payload = parse_ipv4(data)
         if ip.dst != self.address:
             self.counters.not_for_us += 1
             return
-        if ip.protocol != IpProto.TCP:
-            return
-        if ip.flags & IPv4Flags.MF or ip.fragment_offset:
-            self.counters.fragments_dropped += 1
-            return
+        if ip.is_fragment:
+            # RFC 791 section 3.2 and RFC 1122 section 3.3.2: reassemble, then process the whole.
+            whole = self.reassembler.add(ip, payload, now)
+            if whole is None:
+                return
+            ip, payload = whole
+            data = b""  # the whole datagram is built again only if a tap wants it
+            verify = True  # no checksum offload covers a reassembled datagram
+        if ip.protocol == IpProto.TCP:
+            self._input_tcp(ip, payload, data, verify, now)
+        elif ip.protocol == IpProto.ICMP:
+            self._input_icmp(ip, payload, now)
+        else:
+            self.counters.other_protocols += 1
+
+    def _input_tcp(
+        self, ip: IPv4Header, payload: bytes | memoryview, data: bytes, verify: bool, now: float
+    ) -> None:
         seg = parse_tcp(payload, ip.src, ip.dst) if verify else parse_tcp(payload)
         self.counters.segments_in += 1
-        for fn in self._taps:
-            fn("in", ip.src, ip.dst, seg, data)
+        if self._taps:
+            data = data or build_ipv4(ip, payload)
+            for fn in self._taps:
+                fn("in", ip.src, ip.dst, seg, data)
         self.pool.deliver(ip.src, seg, now)
+
+    def _input_icmp(self, ip: IPv4Header, payload: bytes | memoryview, now: float) -> None:
+        """ICMP (RFC 792, RFC 1122 section 3.2.2): echo answered, errors handed to the pool, the rest
+        ignored. Raises ParseError for a malformed message."""
+        msg = parse_icmp(payload)
+        self.counters.icmp_in += 1
+        if msg.type == IcmpType.ECHO_REQUEST:
+            # RFC 1122 section 3.2.2.6: the reply goes from the address the request was sent to, which
+            # is ours (so never a broadcast or multicast one), to a source that must be unicast.
+            if not (is_unicast(ip.dst) and is_unicast(ip.src)) or ip.src.is_loopback:
+                self.counters.icmp_ignored += 1
+                return
+            reply = build_icmp(echo_reply(msg))
+            header = self._ip_header(ip.dst, ip.src, IpProto.ICMP, df=False, dscp=ip.dscp)
+            try:
+                pieces = fragment(header, reply, self.link.mtu)
+            except ValueError as e:
+                self.errors.append(f"echo reply to {ip.src}: {e}")
+                return
+            for piece_header, piece in pieces:
+                if not self._transmit(build_ipv4(piece_header, piece), ip.src):
+                    return
+            self.counters.echo_replies += 1
+            self.counters.icmp_out += 1
+        elif msg.is_error:
+            self.counters.icmp_errors += 1
+            handler = getattr(self.pool, "icmp_error", None)  # the pool's ICMP error processing
+            if handler is not None:
+                handler(ip.src, msg, now)
+        else:
+            self.counters.icmp_ignored += 1
 
     def _timer_loop(self) -> None:
         while not self._stopping:
