@@ -115,6 +115,7 @@ class Reno:
 
 # RFC 9438 section 5: the constants, with windows in segments and time in seconds.
 C = 0.4  # 5.1
+MAX_RTT = 3600.0  # an RTT past an hour is taken as an hour: the cubic stays finite
 BETA = 0.7  # β_cubic, 4.6 and 5.1
 ALPHA = 3 * (1 - BETA) / (1 + BETA)  # α_cubic, 4.3 Figure 3
 DEFAULT_RTT = 0.1  # until the first sample: moves the target only one guessed RTT along the curve
@@ -145,7 +146,7 @@ class Cubic(Reno):
 
     def on_rtt(self, srtt: float) -> None:
         if math.isfinite(srtt) and srtt >= 0:
-            self.srtt = srtt
+            self.srtt = min(srtt, MAX_RTT)
 
     def _start_epoch(self, now: float) -> float:
         self.epoch = now

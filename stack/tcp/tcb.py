@@ -186,6 +186,7 @@ class Tcb:
         self.rcv_nxt = 0
         self.rcv_up = 0
         self._rcv_adv = 0  # right edge of the window last advertised: RCV.NXT + RCV.WND
+        self._rcv_far = 0  # the furthest right edge ever advertised: data up to it is taken
         self._urgent_signalled = False
 
         self.snd_mss = DEFAULT_SEND_MSS  # SendMSS: the peer's MSS option, or 536 (MUST-15)
@@ -287,6 +288,13 @@ class Tcb:
         return max(0, seq_diff(self._rcv_adv, self.rcv_nxt))
 
     @property
+    def _accept_wnd(self) -> int:
+        """What segments may fill: up to the furthest edge ever offered (RFC 7323 section 2.4: a scaled
+        window may show its edge a little to the left of one offered before; data sent there is
+        taken, never refused)."""
+        return max(0, seq_diff(self._rcv_far, self.rcv_nxt))
+
+    @property
     def deadline(self) -> float | None:
         return min(self._timers.values()) if self._timers else None
 
@@ -353,12 +361,17 @@ class Tcb:
                 window = min(window, MAX_WINDOW)  # the window of a SYN is never scaled (RFC 7323 2.2)
             else:
                 scaled = window >> self.rcv_shift
-                keep = seq_diff(self._rcv_adv, self.rcv_nxt)
+                keep = self._accept_wnd
                 if keep > scaled << self.rcv_shift:
                     # The scaled field cannot say `keep` exactly: round up rather than move the right
-                    # edge left (SHLD-14, RFC 7323 section 2.4), as Linux does; the buffer may take
-                    # up to 2**shift - 1 octets more than rcv_buf.
-                    scaled = min(MAX_WINDOW, -(-keep >> self.rcv_shift))
+                    # edge left (SHLD-14), as Linux does, as long as the buffer then holds less than
+                    # one scale unit over rcv_buf (so a peer cannot make it creep). Otherwise the edge
+                    # shows up to 2**shift - 1 octets to the left (RFC 7323 section 2.4), and what was
+                    # offered before is still taken (_rcv_far).
+                    up = -(-keep >> self.rcv_shift)
+                    free = self.config.rcv_buf - len(self._rcvq) - self._ooo_len
+                    if up << self.rcv_shift < free + (1 << self.rcv_shift):
+                        scaled = min(MAX_WINDOW, up)
                 window = scaled
                 if options is NO_OPTIONS and (self.ts_ok or (self.sack_ok and self._ooo_spans)):
                     options = TcpOptions(
@@ -369,6 +382,7 @@ class Tcb:
             ack = self.rcv_nxt
             shift = 0 if flags & Flags.SYN else self.rcv_shift
             self._rcv_adv = seq_add(self.rcv_nxt, window << shift)
+            self._rcv_far = seq_max(self._rcv_far, self._rcv_adv)
             self._last_ack_sent = ack
             self._ack_now = False
             self._delack_bytes = 0
@@ -402,7 +416,7 @@ class Tcb:
         and it moves right only by at least min(RCV.BUFF / 2, Eff.snd.MSS) at a time, so the peer is
         never invited to send small segments (receiver SWS avoidance, MUST-39)."""
         free = self.config.rcv_buf - len(self._rcvq) - self._ooo_len
-        keep = max(0, seq_diff(self._rcv_adv, self.rcv_nxt))
+        keep = self._accept_wnd
         if free - keep >= min(self.config.rcv_buf // 2, self.config.mss_to_advertise):
             keep = free
         return min(MAX_WINDOW << self.rcv_shift, keep)
@@ -813,7 +827,7 @@ class Tcb:
         self.irs = seg.seq
         self.rcv_nxt = self.rcv_up = seq_add(seg.seq, 1)
         # RCV.WND starts as the window our SYN (or SYN,ACK) offers: the free receive buffer.
-        self._rcv_adv = seq_add(self.rcv_nxt, min(MAX_WINDOW, self.config.rcv_buf))
+        self._rcv_adv = self._rcv_far = seq_add(self.rcv_nxt, min(MAX_WINDOW, self.config.rcv_buf))
         # MSS option on a SYN (MUST-14); 536 when absent (MUST-15).
         opts = seg.options
         # A zero MSS is no usable value: treated as absent, as Linux does.
@@ -932,7 +946,7 @@ class Tcb:
     # 3.10.7.4 Other states
     def _acceptable(self, seq: int, seg_len: int) -> bool:
         """The four cases of Table 6."""
-        wnd = self.rcv_wnd
+        wnd = self._accept_wnd
         nxt = self.rcv_nxt
         if seg_len == 0:
             if wnd == 0:
@@ -955,7 +969,7 @@ class Tcb:
         if not self._acceptable(seg.seq, seg.seg_len):
             # RCV.WND of zero: valid ACKs, URGs and RSTs still get special allowance (MUST-66).
             zero_window_ctl = (
-                self.rcv_wnd == 0 and seg.seq == self.rcv_nxt and not f & (Flags.SYN | Flags.FIN)
+                self._accept_wnd == 0 and seg.seq == self.rcv_nxt and not f & (Flags.SYN | Flags.FIN)
             )
             if not zero_window_ctl:
                 if f & Flags.RST:
@@ -1261,7 +1275,7 @@ class Tcb:
             cut = seq_diff(self.rcv_nxt, seq)
             text = text[cut:]
             seq = self.rcv_nxt
-        room = seq_diff(seq_add(self.rcv_nxt, self.rcv_wnd), seq)
+        room = seq_diff(seq_add(self.rcv_nxt, self._accept_wnd), seq)
         if len(text) + fin > room:
             # What lies past the right edge is dropped, and a FIN that lies there with it.
             text = text[: max(0, room)]
@@ -1402,6 +1416,7 @@ class Tcb:
         self.rcv_nxt = seq_add(self.rcv_nxt, 1)
         # The FIN takes sequence space but no buffer: the window's right edge moves with it.
         self._rcv_adv = seq_add(self._rcv_adv, 1)
+        self._rcv_far = seq_add(self._rcv_far, 1)
         self._rcv_push = True  # FIN implies PUSH for undelivered text
         self._ack_now = True
         self._ooo_clear()

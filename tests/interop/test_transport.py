@@ -668,7 +668,10 @@ def test_capture_of_lossy_transfers_read_back_with_dpkt(
             "data checked": check_within_window(c, agreed["snd_shift"]),
             "right edge retreats": right_edge_retreats(c, agreed["rcv_shift"]),
         }
-        assert figures[direction]["right edge retreats"] == (0, 0), f"{direction}: SHLD-14 {figures}"
+        # SHLD-14: the edge never moves left by a scale unit or more (RFC 7323 section 2.4 allows less,
+        # when the buffer has no room to round up); what was offered before is still taken.
+        _, most = figures[direction]["right edge retreats"]
+        assert most < 1 << agreed["rcv_shift"], f"{direction}: {figures}"
         if direction == DOWN:
             out_of_order, with_blocks = check_stack_sack_blocks(c)
             figures[direction] |= {"out of order": out_of_order, "ACKs with SACK": with_blocks}
