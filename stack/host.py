@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from stack.tcp import Event, Result, State, Tcb, TcbConfig, TcpError, reset_for
-from stack.tcp.isn import IsnSource, Rfc6528Isn
+from stack.tcp import Event, Result, State, Tcb, TcbConfig, TcbStatus, TcpError, reset_for
+from stack.tcp.isn import FixedIsn, IsnSource, Rfc6528Isn
+from stack.tcp.syncookie import SynCookies
 from stack.wire.errors import ParseError
 from stack.wire.icmp import IcmpMessage, IcmpType
-from stack.wire.tcp import TcpSegment
+from stack.wire.tcp import Flags, TcpOptions, TcpSegment
 
 EPHEMERAL = range(49152, 65536)  # RFC 6335 section 6 dynamic ports
 KEEP_CLOSED = 64  # closed connections kept for STATUS and for reading what was left
@@ -56,6 +57,15 @@ class Conn:
         default_factory=lambda: deque(maxlen=KEEP_EXCHANGE)
     )
 
+    # A passive OPEN's half-open connections (SYN-RECEIVED), each a TCB of its own until one of them
+    # completes the handshake and becomes this connection; and what the listener did under load.
+    parent: Conn | None = None
+    embryos: list[Conn] = field(default_factory=list)
+    held_news: list[Event] = field(default_factory=list)
+    syn_cookies_sent: int = 0
+    syn_cookies_taken: int = 0
+    syns_refused: int = 0
+
     def record(self, now: float, direction: str, seg: TcpSegment) -> None:
         light = dataclasses.replace(seg, payload=b"") if seg.payload else seg
         self.exchange.append((now, direction, self.tcb.state, light, len(seg.payload)))
@@ -90,6 +100,7 @@ class Pool:
         self._listeners: dict[int, list[Conn]] = {}
         self._ids = itertools.count(1)
         self._rng = random.Random()
+        self._cookies = SynCookies()
         self.resets_sent = 0
         self.icmp_ignored = 0  # ICMP errors that matched no connection, or were source quench or redirect
         self.dropped = 0
@@ -147,6 +158,7 @@ class Pool:
             raise PoolError(f"local port {local_port} is out of range 1-65535")
         elif (local_port, remote, rport) in self._by_key:
             raise PoolError(str(TcpError.ALREADY_EXISTS))
+        self._check_room()
         conn = self._new(local_port, remote, rport, config, now)
         self._apply(conn, conn.tcb.open(now, active=True), now)
         return conn
@@ -167,6 +179,7 @@ class Pool:
         """
         if not 0 < port < 65536:
             raise PoolError(f"port {port} is out of range 1-65535")
+        self._check_room()
         conn = self._new(port, remote, rport, config, now)
         self._apply(conn, conn.tcb.open(now, active=False), now)
         return conn
@@ -181,6 +194,8 @@ class Pool:
         conn = self._by_key.get((seg.dst_port, src, seg.src_port))
         if conn is None:
             conn = self._listener_for(seg.dst_port, src, seg.src_port)
+            if conn is not None and self._to_listener(conn, src, seg, now):
+                return
         if conn is None:
             rst = reset_for(seg)
             if rst is not None:
@@ -211,18 +226,149 @@ class Pool:
         res = conn.tcb.icmp_error(msg.type, msg.code, seq, now, mtu=mtu, quoted_length=length, reporter=src)
         self._apply(conn, res, now)
 
+    # ------------------------------------------------------------------ listeners under load
+
+    def _to_listener(self, listener: Conn, src: IPv4Address, seg: TcpSegment, now: float) -> bool:
+        """A segment for a passive OPEN from a peer it has no connection with.
+
+        In LISTEN, the passive OPEN's own TCB takes a SYN as RFC 9293 3.10.7.2 says (and goes to
+        SYN-RECEIVED). While it is half-open, more SYNs start half-open connections of their own, up
+        to the backlog, and past it get a SYN cookie (RFC 4987 section 3.6) with nothing kept; the
+        first handshake to complete becomes the passive OPEN's connection. So a flood of SYNs from
+        nowhere never keeps a real client out. An ACK that returns a cookie opens the connection.
+        Returns False for what the listener's own TCB should see (in LISTEN: a RST, an ACK, ...)."""
+        f = seg.flags
+        syn = bool(f & Flags.SYN) and not f & (Flags.ACK | Flags.RST)
+        if listener.tcb.state is State.LISTEN:
+            if f & Flags.ACK and not f & (Flags.SYN | Flags.RST):
+                return self._cookie_returns(listener, src, seg, now)
+            return False
+        if syn:
+            if 1 + len(listener.embryos) < listener.tcb.config.backlog and self._room():
+                self._embryo(listener, src, seg, now)
+            else:
+                self._send_cookie(listener, src, seg, now)
+        elif not (f & Flags.ACK and self._cookie_returns(listener, src, seg, now)):
+            rst = reset_for(seg)  # 3.10.7.2 as LISTEN would answer it: an ACK is bad, a RST ignored
+            if rst is not None:
+                self.resets_sent += 1
+                self._emit(rst, self.address, src)
+        return True
+
+    def _check_room(self) -> None:
+        if not self._room():
+            limit = self.config.max_connections
+            raise PoolError(f"{TcpError.INSUFFICIENT_RESOURCES}: {limit} connections (max-connections)")
+
+    def _room(self) -> bool:
+        held = len(self._by_key) + sum(len(lst) for lst in self._listeners.values())
+        return held < self.config.max_connections
+
+    def _child_tcb(self, listener: Conn, isn: IsnSource) -> Tcb:
+        """A TCB for one SYN to `listener`: its settings, with SYN-RECEIVED bounded in time."""
+        cfg = dataclasses.replace(listener.tcb.config)
+        cfg.r2_syn = min(cfg.r2_syn, cfg.syn_received_timeout)
+        ra, rp = listener.tcb._listen_remote
+        tcb = Tcb(self.address, listener.tcb.local_port, ra, rp, config=cfg, isn=isn)
+        tcb.open(0.0, active=False)
+        return tcb
+
+    def _embryo(self, listener: Conn, src: IPv4Address, seg: TcpSegment, now: float) -> None:
+        child = Conn(f"{listener.id}~", self._child_tcb(listener, self._isn), now, parent=listener)
+        listener.embryos.append(child)
+        res = child.tcb.segment_arrives(seg, now, src)
+        child.record(now, "in", seg)
+        self._apply(child, res, now)
+
+    def _send_cookie(self, listener: Conn, src: IPv4Address, seg: TcpSegment, now: float) -> None:
+        """The backlog is full: answer with the SYN,ACK a TCB would send, its ISS a cookie, and forget."""
+        mss = seg.options.mss or 536
+        iss, mss = self._cookies.make(now, (src, seg.src_port, self.address, seg.dst_port), seg.seq, mss)
+        tcb = self._child_tcb(listener, FixedIsn(iss))
+        res = tcb.segment_arrives(_cookie_syn(seg, mss), now, src)
+        for out in res.segments:
+            self._emit(out, self.address, src)
+        listener.syn_cookies_sent += 1
+
+    def _cookie_returns(self, listener: Conn, src: IPv4Address, seg: TcpSegment, now: float) -> bool:
+        """An ACK for no connection: if ACK - 1 is a cookie of ours, the handshake it completes opens
+        the connection, rebuilt from the SYN the cookie stands for."""
+        client_isn = (seg.seq - 1) & 0xFFFFFFFF
+        iss = (seg.ack - 1) & 0xFFFFFFFF
+        mss = self._cookies.check(now, (src, seg.src_port, self.address, seg.dst_port), client_isn, iss)
+        if mss is None or not self._room():
+            return False
+        syn = TcpSegment(seg.src_port, seg.dst_port, seq=client_isn, flags=Flags.SYN, window=seg.window)
+        child = Conn(f"{listener.id}~", self._child_tcb(listener, FixedIsn(iss)), now, parent=listener)
+        child.tcb.segment_arrives(_cookie_syn(syn, mss), now, src)  # its SYN,ACK went out as the cookie
+        listener.embryos.append(child)
+        listener.syn_cookies_taken += 1
+        res = child.tcb.segment_arrives(seg, now, src)
+        child.record(now, "in", seg)
+        self._apply(child, res, now)
+        return True
+
+    def _settle_embryo(self, child: Conn, now: float) -> None:
+        """A half-open connection that completed its handshake becomes the passive OPEN it answered
+        (RFC 9293: the TCB of the passive OPEN is the connection), or another one on the port that
+        would take it; one that failed or timed out is forgotten (the user need not be told)."""
+        listener = child.parent
+        assert listener is not None
+        st = child.tcb.state
+        if st is State.SYN_RECEIVED:
+            return
+        listener.embryos.remove(child)
+        child.parent = None
+        self._unkey(child)
+        if st in (State.LISTEN, State.CLOSED):
+            return
+        tcb = child.tcb
+        target = listener if _listening(listener) else None
+        if target is None and tcb.remote_addr is not None and tcb.remote_port:
+            target = self._listener_for(tcb.local_port, tcb.remote_addr, tcb.remote_port)
+        if target is None:
+            listener.syns_refused += 1
+            res = tcb.abort(now)
+            for out in res.segments:
+                self._emit(out, self.address, tcb.remote_addr or self.address)
+            return
+        half_open = target.tcb if target.tcb.state is State.SYN_RECEIVED else None
+        target.tcb = tcb
+        target.exchange.clear()
+        target.exchange.extend(child.exchange)
+        self._rekey(target)
+        if half_open is not None:
+            # The passive OPEN's own handshake has not completed: it goes on as a half-open one.
+            waiting = Conn(f"{target.id}~", half_open, now, parent=target)
+            target.embryos.append(waiting)
+            self._rekey(waiting)
+            if half_open.deadline is not None:
+                self._schedule(waiting, half_open.deadline)
+        for ev in child.held_news:
+            target.news.append(ev)
+            self._notify(target, ev)
+        if tcb.deadline is not None:
+            self._schedule(target, tcb.deadline)
+
+    def _unkey(self, conn: Conn) -> None:
+        if conn.key is not None and self._by_key.get(conn.key) is conn:
+            del self._by_key[conn.key]
+        conn.key = None
+
     def find(self, local_port: int, remote: IPv4Address, rport: int) -> Conn | None:
         """The connection a segment of this 4-tuple belongs to, if any (not listeners)."""
         return self._by_key.get((local_port, remote, rport))
 
     def _listener_for(self, port: int, src: IPv4Address, sport: int) -> Conn | None:
+        """The passive OPEN a SYN from src:sport goes to: the most specific, and one in LISTEN before
+        one whose own handshake is under way."""
         best: Conn | None = None
         best_score = -1
         for conn in self._listeners.get(port, ()):
-            ra, rp = conn.tcb.remote_addr, conn.tcb.remote_port
+            ra, rp = conn.tcb._listen_remote
             if (ra is not None and ra != src) or (rp and rp != sport):
                 continue
-            score = (ra is not None) * 2 + bool(rp)
+            score = (ra is not None) * 4 + bool(rp) * 2 + (conn.tcb.state is State.LISTEN)
             if score > best_score:
                 best, best_score = conn, score
         return best
@@ -242,17 +388,39 @@ class Pool:
             if remote is not None:
                 conn.record(now, "out", seg)
                 self._emit(seg, self.address, remote)
+        if conn.parent is not None:
+            # Half-open: its news waits for it to become a connection the user sees.
+            conn.held_news.extend(res.events)
+            if res.deadline is not None:
+                self._schedule(conn, res.deadline)
+            self._settle_embryo(conn, now)
+            self.changed.notify_all()
+            return
         for ev in res.events:
             conn.news.append(ev)
             self._notify(conn, ev)
         if res.deadline is not None:
             self._schedule(conn, res.deadline)
+        if conn.tcb.state is State.CLOSED and conn.embryos:
+            for child in list(conn.embryos):  # the passive OPEN is gone: so are its half-open connections
+                self._settle_embryo_gone(child, now)
         self.changed.notify_all()
+
+    def _settle_embryo_gone(self, child: Conn, now: float) -> None:
+        res = child.tcb.abort(now)
+        remote = child.tcb.remote_addr
+        for out in res.segments:
+            if remote is not None:
+                self._emit(out, self.address, remote)
+        if child.parent is not None:
+            child.parent.embryos.remove(child)
+            child.parent = None
+        self._unkey(child)
 
     def _rekey(self, conn: Conn) -> None:
         """Keep the demultiplexing maps in step with the TCB's state and sockets."""
         tcb = conn.tcb
-        want_listen = tcb.local_port if tcb.state is State.LISTEN else None
+        want_listen = tcb.local_port if _listening(conn) else None
         want_key: Key | None = None
         if tcb.state not in (State.LISTEN, State.CLOSED) and tcb.remote_addr is not None and tcb.remote_port:
             want_key = (tcb.local_port, tcb.remote_addr, tcb.remote_port)
@@ -283,7 +451,8 @@ class Pool:
 
     def fire_timer(self, conn: Conn, now: float) -> None:
         """The timer thread calls this when `conn`'s deadline may have come."""
-        if self.conns.get(conn.id) is not conn or conn.tcb.deleted:
+        known = conn.parent is not None and conn in conn.parent.embryos
+        if (not known and self.conns.get(conn.id) is not conn) or conn.tcb.deleted:
             return
         deadline = conn.tcb.deadline
         if deadline is None:
@@ -293,5 +462,32 @@ class Pool:
             return
         self._apply(conn, conn.tcb.on_timer(now), now)
 
+    def status(self, conn: Conn, now: float) -> TcbStatus:
+        """STATUS of a connection, with what the pool knows of a passive OPEN under load."""
+        st = conn.tcb.status(now)
+        if conn.embryos or conn.syn_cookies_sent:
+            st = dataclasses.replace(
+                st,
+                half_open=len(conn.embryos),
+                syn_cookies_sent=conn.syn_cookies_sent,
+                syn_cookies_taken=conn.syn_cookies_taken,
+            )
+        return st
+
     def live(self) -> list[Conn]:
         return [c for c in self.conns.values() if c.closed_at is None]
+
+
+def _cookie_syn(syn: TcpSegment, mss: int) -> TcpSegment:
+    """The SYN as a cookie remembers it: its sequence number and an MSS, no other option."""
+    only_mss = TcpOptions(mss=mss)
+    return TcpSegment(syn.src_port, syn.dst_port, syn.seq, 0, Flags.SYN, syn.window, options=only_mss)
+
+
+def _listening(conn: Conn) -> bool:
+    """A passive OPEN takes new SYNs in LISTEN, and while its own handshake is under way (as half-open
+    connections of their own)."""
+    st = conn.tcb.state
+    return conn.parent is None and conn.closed_at is None and (
+        st is State.LISTEN or (st is State.SYN_RECEIVED and conn.tcb.from_listen)
+    )

@@ -569,12 +569,12 @@ class Stack:
 
     def status(self, cid: str) -> TcbStatus:
         with self.pool.lock:
-            return self._conn(cid).tcb.status(self.clock())
+            return self.pool.status(self._conn(cid), self.clock())
 
     def connections(self) -> list[tuple[str, TcbStatus]]:
         with self.pool.lock:
             now = self.clock()
-            return [(c.id, c.tcb.status(now)) for c in self.pool.conns.values()]
+            return [(c.id, self.pool.status(c, now)) for c in self.pool.conns.values()]
 
     def configure(self, cid: str, name: str, value: str) -> dict[str, str]:
         """`set`: change one setting of a connection; returns its settings after the change."""

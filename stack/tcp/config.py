@@ -55,6 +55,12 @@ class TcbConfig:
     sack: bool = False
     # RFC 5961 section 7: challenge ACKs a connection sends in a second, at most.
     challenge_ack_limit: int = 10
+    # A passive OPEN holds at most `backlog` half-open connections (SYN-RECEIVED), each for at most
+    # syn_received_timeout seconds; past the backlog it answers with SYN cookies (RFC 4987).
+    backlog: int = 128
+    syn_received_timeout: float = 60.0
+    # Connections and half-open connections the stack holds at most (a stack-wide default).
+    max_connections: int = 65536
     # The out-of-order queue holds at most this many pieces (its octets are bounded by the window).
     ooo_max: int = 4096
 
@@ -151,11 +157,13 @@ SETTABLE = (
     "msl",
     "challenge_ack_limit",
     "ooo_max",
+    "backlog",
+    "syn_received_timeout",
 )
 
 
 # What the SYN negotiates: `set default NAME VALUE` changes it for connections opened from then on.
-AT_OPEN = ("sack", "timestamps", "window_scale", "iw10")
+AT_OPEN = ("sack", "timestamps", "window_scale", "iw10", "max_connections")
 
 SIZES = ("rcv_buf", "snd_buf")  # byte counts, given as 65536, 64k or 4M
 MAX_BUFFER = 1 << 30  # RFC 7323 section 2.3: a window never exceeds 2**30 octets

@@ -141,6 +141,10 @@ class TcbStatus:
     challenge_acks: int = 0  # RFC 5961 challenge ACKs sent
     challenge_acks_suppressed: int = 0  # ... and held back by the rate limit (RFC 5961 section 7)
     urgent_pending: int = 0  # octets of urgent data received and not yet read (MUST-33)
+    # A passive OPEN under load (filled in by the pool): its half-open connections and SYN cookies.
+    half_open: int = 0
+    syn_cookies_sent: int = 0
+    syn_cookies_taken: int = 0
     settings: dict[str, str] = dataclasses.field(default_factory=dict)  # what `set` can change
 
 
