@@ -65,13 +65,15 @@ class Conn:
     syn_cookies_sent: int = 0
     syn_cookies_taken: int = 0
     syns_refused: int = 0
+    dscp_in: int = 0  # the Diffserv field of the last segment that arrived (MAY-9)
 
     def record(self, now: float, direction: str, seg: TcpSegment) -> None:
         light = dataclasses.replace(seg, payload=b"") if seg.payload else seg
         self.exchange.append((now, direction, self.tcb.state, light, len(seg.payload)))
 
 
-Emit = Callable[[TcpSegment, IPv4Address, IPv4Address], None]
+# (segment, source, destination, and for a connection's segments its (TTL, DSCP); None: the stack's)
+Emit = Callable[[TcpSegment, IPv4Address, IPv4Address, "tuple[int, int] | None"], None]
 Schedule = Callable[[Conn, float], None]
 Notify = Callable[[Conn, Event], None]
 
@@ -186,8 +188,9 @@ class Pool:
 
     # ------------------------------------------------------------------ arriving segments
 
-    def deliver(self, src: IPv4Address, seg: TcpSegment, now: float) -> None:
-        """A segment from `src` to our address: to its connection, else a listener, else a RST (3.10.7.1)."""
+    def deliver(self, src: IPv4Address, seg: TcpSegment, now: float, dscp: int = 0) -> None:
+        """A segment from `src` to our address: to its connection, else a listener, else a RST (3.10.7.1).
+        `dscp` is the Diffserv field it came with, kept for STATUS (MAY-9)."""
         if not is_unicast(src):
             self.dropped += 1  # MUST-63: no SYN (nor anything) from a broadcast or multicast source
             return
@@ -200,10 +203,11 @@ class Pool:
             rst = reset_for(seg)
             if rst is not None:
                 self.resets_sent += 1
-                self._emit(rst, self.address, src)
+                self._emit(rst, self.address, src, None)
             return
         res = conn.tcb.segment_arrives(seg, now, src)
         conn.record(now, "in", seg)
+        conn.dscp_in = dscp
         self._apply(conn, res, now)
 
     def icmp_error(self, src: IPv4Address, msg: IcmpMessage, now: float) -> None:
@@ -252,7 +256,7 @@ class Pool:
             rst = reset_for(seg)  # 3.10.7.2 as LISTEN would answer it: an ACK is bad, a RST ignored
             if rst is not None:
                 self.resets_sent += 1
-                self._emit(rst, self.address, src)
+                self._emit(rst, self.address, src, None)
         return True
 
     def _check_room(self) -> None:
@@ -287,7 +291,7 @@ class Pool:
         tcb = self._child_tcb(listener, FixedIsn(iss))
         res = tcb.segment_arrives(_cookie_syn(seg, mss), now, src)
         for out in res.segments:
-            self._emit(out, self.address, src)
+            self._emit(out, self.address, src, None)
         listener.syn_cookies_sent += 1
 
     def _cookie_returns(self, listener: Conn, src: IPv4Address, seg: TcpSegment, now: float) -> bool:
@@ -330,7 +334,7 @@ class Pool:
             listener.syns_refused += 1
             res = tcb.abort(now)
             for out in res.segments:
-                self._emit(out, self.address, tcb.remote_addr or self.address)
+                self._emit(out, self.address, tcb.remote_addr or self.address, None)
             return
         half_open = target.tcb if target.tcb.state is State.SYN_RECEIVED else None
         target.tcb = tcb
@@ -384,10 +388,11 @@ class Pool:
         tcb = conn.tcb
         self._rekey(conn)
         remote = tcb.remote_addr
+        ip = (tcb.config.ttl, tcb.config.dscp)  # MUST-49, MUST-48: the connection's own, passed to IP
         for seg in res.segments:
             if remote is not None:
                 conn.record(now, "out", seg)
-                self._emit(seg, self.address, remote)
+                self._emit(seg, self.address, remote, ip)
         if conn.parent is not None:
             # Half-open: its news waits for it to become a connection the user sees.
             conn.held_news.extend(res.events)
@@ -411,7 +416,7 @@ class Pool:
         remote = child.tcb.remote_addr
         for out in res.segments:
             if remote is not None:
-                self._emit(out, self.address, remote)
+                self._emit(out, self.address, remote, None)
         if child.parent is not None:
             child.parent.embryos.remove(child)
             child.parent = None
@@ -465,6 +470,8 @@ class Pool:
     def status(self, conn: Conn, now: float) -> TcbStatus:
         """STATUS of a connection, with what the pool knows of a passive OPEN under load."""
         st = conn.tcb.status(now)
+        if conn.dscp_in:
+            st = dataclasses.replace(st, dscp_in=conn.dscp_in)
         if conn.embryos or conn.syn_cookies_sent:
             st = dataclasses.replace(
                 st,

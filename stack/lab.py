@@ -392,6 +392,12 @@ class Lab:
         if services:
             self._start_services(timeout)
 
+    def kernel_answers_echo(self, on: bool) -> None:
+        """Whether the stack namespace's own kernel answers pings of the stack's address. While a
+        stack runs there, it answers them itself (else every echo would be answered twice)."""
+        with _netns.entered(self.stack_ns):
+            Path("/proc/sys/net/ipv4/icmp_echo_ignore_all").write_text("0" if on else "1")
+
     @staticmethod
     def _disable_ipv6(ns: str) -> None:
         # /proc/sys/net shows the namespace of the thread that opens it.

@@ -188,14 +188,21 @@ class Stack:
     # ------------------------------------------------------------------ pool callbacks (lock held)
 
     def _ip_header(
-        self, src: IPv4Address, dst: IPv4Address, protocol: int, *, df: bool = True, dscp: int = 0
+        self,
+        src: IPv4Address,
+        dst: IPv4Address,
+        protocol: int,
+        *,
+        df: bool = True,
+        dscp: int = 0,
+        ttl: int | None = None,
     ) -> IPv4Header:
         """The IPv4 header of a datagram the stack sends (the one place they are made)."""
         return IPv4Header(
             src=src,
             dst=dst,
             protocol=protocol,
-            ttl=self.ttl,
+            ttl=self.ttl if ttl is None else ttl,
             dscp=dscp,
             identification=next(self._ip_id) & 0xFFFF,
             flags=IPv4Flags.DF if df else IPv4Flags(0),
@@ -211,9 +218,12 @@ class Stack:
                 self.errors.append(f"send to {dst}: {e.strerror or e}")
                 return False
 
-    def _emit(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address) -> None:
+    def _emit(
+        self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address, ip: tuple[int, int] | None = None
+    ) -> None:
         tcp = build_tcp(seg, src, dst)
-        datagram = build_ipv4(self._ip_header(src, dst, IpProto.TCP), tcp)
+        ttl, dscp = ip or (self.ttl, 0)
+        datagram = build_ipv4(self._ip_header(src, dst, IpProto.TCP, ttl=ttl, dscp=dscp), tcp)
         for fn in self._taps:
             fn("out", src, dst, seg, datagram)
         if self._transmit(datagram, dst):
@@ -334,7 +344,7 @@ class Stack:
             data = data or build_ipv4(ip, payload)
             for fn in self._taps:
                 fn("in", ip.src, ip.dst, seg, data)
-        self.pool.deliver(ip.src, seg, now)
+        self.pool.deliver(ip.src, seg, now, ip.dscp)
 
     def _input_icmp(self, ip: IPv4Header, payload: bytes | memoryview, now: float) -> None:
         """ICMP (RFC 792, RFC 1122 section 3.2.2): echo answered, errors handed to the pool, the rest

@@ -132,6 +132,7 @@ def lab_host(console: Console) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
     with Lab() as lab:
         # a pass-through until `impair` sets something
         link = ImpairedLink(RawLink(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns()))
+        lab.kernel_answers_echo(False)  # the stack answers pings of its address
         with Stack(link) as stack:
             services = ", ".join(f"{name} {port}" for name, port in lab.services.items())
             console.print(

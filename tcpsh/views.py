@@ -129,6 +129,7 @@ def tcb_table(cid: str, s: TcbStatus) -> Table:
         ("bad segments", str(s.bad_segments), "dropped as malformed"),
         ("challenge ACKs", f"{s.challenge_acks} / {s.challenge_acks_suppressed}", "sent / held (RFC 5961)"),
         ("path MTU", str(s.path_mtu), "RFC 1191"),
+        ("DSCP", f"{s.settings.get('dscp', '0')} / {s.dscp_in}", "sent / last received (MUST-48, MAY-9)"),
         ("half-open", f"{s.half_open} / {s.settings.get('backlog', '-')}", "SYN-RECEIVED / backlog"),
         ("SYN cookies", f"{s.syn_cookies_sent} / {s.syn_cookies_taken}", "sent / returned (RFC 4987)"),
         ("ICMP errors", f"{s.icmp_errors} / {s.icmp_ignored}", "believed / ignored (RFC 5927)"),

@@ -53,6 +53,10 @@ class TcbConfig:
     timestamps: bool = False
     # RFC 2018 selective acknowledgments, offered on our SYN; with them, loss recovery by RFC 6675.
     sack: bool = False
+    # IP fields of the connection's datagrams: TTL (MUST-49) and Diffserv codepoint (MUST-48, SHLD-21:
+    # changeable on a live connection; SHLD-23: an application should rarely need to).
+    ttl: int = 64
+    dscp: int = 0
     # RFC 5961 section 7: challenge ACKs a connection sends in a second, at most.
     challenge_ack_limit: int = 10
     # A passive OPEN holds at most `backlog` half-open connections (SYN-RECEIVED), each for at most
@@ -111,7 +115,11 @@ class TcbConfig:
         except ValueError:
             unit = " of bytes (64k, 4M)" if key in SIZES else ""
             raise ValueError(f"{name} takes a number{unit}, not {text!r}") from None
-        if value <= 0:
+        low, high = RANGES.get(key, (None, None))
+        if low is not None and high is not None:
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be from {low} to {high}")
+        elif value <= 0:
             raise ValueError(f"{name} must be more than zero")
         if key == "ack_delay" and value >= 0.5:
             raise ValueError("ack-delay must be under 0.5 s (RFC 9293 MUST-40)")
@@ -159,7 +167,10 @@ SETTABLE = (
     "ooo_max",
     "backlog",
     "syn_received_timeout",
+    "ttl",
+    "dscp",
 )
+RANGES = {"ttl": (1, 255), "dscp": (0, 63)}
 
 
 # What the SYN negotiates: `set default NAME VALUE` changes it for connections opened from then on.

@@ -32,7 +32,7 @@ class Pooled:
         self.events: list[tuple[EventKind, str]] = []
         self.pool = Pool(
             US,
-            lambda seg, src, dst: self.sent.append(seg),
+            lambda seg, src, dst, ip: self.sent.append(seg),
             lambda conn, t: None,
             lambda conn, ev: self.events.append((ev.kind, ev.message)),
             config=config or TcbConfig(),

@@ -38,7 +38,7 @@ class Listener:
         self.timers: dict[int, tuple[object, float]] = {}
         self.pool = Pool(
             US,
-            lambda seg, src, dst: self.sent.append((seg, dst)),
+            lambda seg, src, dst, ip: self.sent.append((seg, dst)),
             lambda conn, t: self.timers.__setitem__(id(conn), (conn, t)),
             lambda conn, ev: self.events.append((conn.id, ev.kind)),
             config=TcbConfig(**cfg),  # type: ignore[arg-type]

@@ -28,7 +28,7 @@ from stack.runtime import Stack
 from stack.tcp import State, TcbConfig
 from stack.wire.reassembly import Reassembler
 from tests.interop.conftest import IMPAIR_SEED, wait_for
-from tests.interop.transfer import kernel_ns_run, nft_in_kernel_ns, stack_ns_run
+from tests.interop.transfer import kernel_ns_run, nft_in_kernel_ns
 
 scapy = pytest.importorskip("scapy.all")
 
@@ -57,13 +57,13 @@ def frag_stack(stack_lab: Lab) -> Iterator[Stack]:
 
 @pytest.fixture
 def kernel_echo_off(stack_lab: Lab) -> Iterator[None]:
-    """The stack namespace's own kernel stops answering echo requests, so that every reply is the stack's."""
-    before = stack_ns_run(stack_lab, ["sysctl", "-n", "net.ipv4.icmp_echo_ignore_all"]).strip()
-    stack_ns_run(stack_lab, ["sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1"])
+    """The stack namespace's own kernel stops answering echo requests, as `tcpsh --lab` has it, so
+    that every reply is the stack's."""
+    stack_lab.kernel_answers_echo(False)
     try:
         yield
     finally:
-        stack_ns_run(stack_lab, ["sysctl", "-qw", f"net.ipv4.icmp_echo_ignore_all={before}"])
+        stack_lab.kernel_answers_echo(True)
 
 
 # ---------------------------------------------------------------------- ping
