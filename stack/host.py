@@ -147,9 +147,13 @@ class Pool:
         now: float,
         *,
         local_port: int | None = None,
+        local_addr: IPv4Address | None = None,
         config: TcbConfig | None = None,
     ) -> Conn:
-        """Active OPEN (RFC 9293 section 3.10.1)."""
+        """Active OPEN (RFC 9293 section 3.10.1). The local address may be given (MUST-43); the stack
+        has one, so it must be that one."""
+        if local_addr is not None and local_addr != self.address:
+            raise PoolError(f"{local_addr} is not this stack's address ({self.address})")
         if not is_unicast(remote):
             raise PoolError(f"{remote} is not a unicast address (MUST-46: no OPEN to broadcast or multicast)")
         if not 0 < rport < 65536:

@@ -437,6 +437,7 @@ class Stack:
         port: int,
         *,
         local_port: int | None = None,
+        local_addr: IPv4Address | None = None,
         timeout: float | None = None,
         wait: bool = True,
         config: TcbConfig | None = None,
@@ -445,7 +446,9 @@ class Stack:
 
         def run() -> str:
             with self.pool.lock:
-                conn = self.pool.open_active(remote, port, self.clock(), local_port=local_port, config=config)
+                conn = self.pool.open_active(
+                    remote, port, self.clock(), local_port=local_port, local_addr=local_addr, config=config
+                )
                 if not wait:
                     return conn.id
                 deadline = None if timeout is None else self.clock() + timeout

@@ -53,6 +53,9 @@ class TcbConfig:
     timestamps: bool = False
     # RFC 2018 selective acknowledgments, offered on our SYN; with them, loss recovery by RFC 6675.
     sack: bool = False
+    # ICMP soft errors reported to the user (RFC 9293 SHLD-25); the user may turn the reports off
+    # (SHLD-20: "disable the Error Report Routine"); they are still counted and kept for a timeout.
+    icmp_reports: bool = True
     # IP fields of the connection's datagrams: TTL (MUST-49) and Diffserv codepoint (MUST-48, SHLD-21:
     # changeable on a live connection; SHLD-23: an application should rarely need to).
     ttl: int = 64
@@ -169,6 +172,7 @@ SETTABLE = (
     "syn_received_timeout",
     "ttl",
     "dscp",
+    "icmp_reports",
 )
 RANGES = {"ttl": (1, 255), "dscp": (0, 63)}
 

@@ -772,7 +772,8 @@ class Tcb:
                 self.soft_error = _UNREACH_TEXT.get(code, f"destination unreachable (code {code})")
             else:
                 self.soft_error = SOFT_ERRORS[type_]
-            self._signal(EventKind.NETWORK_ERROR, f"{self.soft_error}{where}")
+            if self.config.icmp_reports:
+                self._signal(EventKind.NETWORK_ERROR, f"{self.soft_error}{where}")
         else:
             self.icmp_ignored += 1
         self._output(now)

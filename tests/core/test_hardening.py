@@ -69,3 +69,12 @@ def test_urgent_data_end_to_end_is_told_and_counted_until_read():
     net.run_until(lambda: b.tcb.readable == 5)
     last = [s for t, side, s in net.log if side == "a" and s.payload == b"after"]
     assert last and not last[0].flags & URG
+
+
+def test_a_rst_carrying_data_resets_all_the_same():
+    """SHLD-2: a RST may carry data (a diagnostic); it is processed as any RST, its data ignored."""
+    tcb = established()
+    res = arrive(tcb, seg(IRS + 1, ISS + 1, RST, payload=b"bye: shutting down"))
+    assert tcb.state is State.CLOSED
+    assert [e.kind for e in res.events][:1] == [EventKind.RESET]
+    assert res.segments == []

@@ -167,3 +167,12 @@ def test_a_router_that_gives_no_mtu_gets_the_next_plateau():
     sent = c.send(2 * MSS)
     c.icmp(UNREACH, UnreachCode.FRAGMENTATION_NEEDED, sent[0], mtu=0)
     assert c.tcb.path_mtu == 1492  # the plateau below the 1500-octet datagram (IEEE 802.3)
+
+
+def test_the_user_can_turn_soft_error_reports_off():
+    """SHLD-20: the application can disable the error report routine; the error is still counted and
+    kept for a timeout's message."""
+    c = Pooled(TcbConfig(icmp_reports=False))
+    (first,) = c.send(100)
+    c.icmp(UNREACH, UnreachCode.HOST, first)
+    assert c.events == [] and c.tcb.soft_error == "host unreachable" and c.tcb.icmp_errors == 1

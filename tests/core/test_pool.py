@@ -149,3 +149,12 @@ def test_a_connection_sends_with_its_own_ttl_and_dscp_and_may_change_them():
         conn.tcb.configure("dscp", "64", 0.3)
     with pytest.raises(ValueError, match="ttl must be from 1 to 255"):
         conn.tcb.configure("ttl", "0", 0.3)
+
+
+def test_open_takes_the_local_address_only_if_it_is_the_stacks():
+    """MUST-43: OPEN's optional local IP address; this stack has one, so that one or an error."""
+    pool, wire = make_pool()
+    conn = pool.open_active(PEER, 7, 0.0, local_addr=US)
+    assert conn.tcb.local_addr == US and wire.out
+    with pytest.raises(PoolError, match=r"198.18.0.3 is not this stack's address \(198.18.0.1\)"):
+        pool.open_active(PEER, 7, 0.0, local_addr=OTHER)
