@@ -66,14 +66,22 @@ class Conn:
     syn_cookies_taken: int = 0
     syns_refused: int = 0
     dscp_in: int = 0  # the Diffserv field of the last segment that arrived (MAY-9)
+    # A source route (RFC 9293 3.9.2.1): the hops before the remote address. One the user gave at
+    # OPEN (MUST-51) stands (MUST-52); else the return route of the last segment that came by one
+    # (MUST-53; a later one overrides an earlier, SHLD-24).
+    route: tuple[IPv4Address, ...] = ()
+    route_given: bool = False
 
     def record(self, now: float, direction: str, seg: TcpSegment) -> None:
         light = dataclasses.replace(seg, payload=b"") if seg.payload else seg
         self.exchange.append((now, direction, self.tcb.state, light, len(seg.payload)))
 
 
-# (segment, source, destination, and for a connection's segments its (TTL, DSCP); None: the stack's)
-Emit = Callable[[TcpSegment, IPv4Address, IPv4Address, "tuple[int, int] | None"], None]
+# How a connection's datagrams go: TTL, DSCP, and the hops of a source route before the remote address.
+Route = tuple[IPv4Address, ...]
+IpParams = tuple[int, int, Route]
+# (segment, source, destination, the connection's IpParams; None: the stack's own)
+Emit = Callable[[TcpSegment, IPv4Address, IPv4Address, "IpParams | None"], None]
 Schedule = Callable[[Conn, float], None]
 Notify = Callable[[Conn, Event], None]
 
@@ -148,6 +156,7 @@ class Pool:
         *,
         local_port: int | None = None,
         local_addr: IPv4Address | None = None,
+        route: tuple[IPv4Address, ...] = (),
         config: TcbConfig | None = None,
     ) -> Conn:
         """Active OPEN (RFC 9293 section 3.10.1). The local address may be given (MUST-43); the stack
@@ -165,7 +174,10 @@ class Pool:
         elif (local_port, remote, rport) in self._by_key:
             raise PoolError(str(TcpError.ALREADY_EXISTS))
         self._check_room()
+        if len(route) > 8:
+            raise PoolError(f"a source route holds at most 8 hops before the destination, not {len(route)}")
         conn = self._new(local_port, remote, rport, config, now)
+        conn.route, conn.route_given = tuple(route), bool(route)
         self._apply(conn, conn.tcb.open(now, active=True), now)
         return conn
 
@@ -192,16 +204,24 @@ class Pool:
 
     # ------------------------------------------------------------------ arriving segments
 
-    def deliver(self, src: IPv4Address, seg: TcpSegment, now: float, dscp: int = 0) -> None:
+    def deliver(
+        self,
+        src: IPv4Address,
+        seg: TcpSegment,
+        now: float,
+        dscp: int = 0,
+        route: tuple[IPv4Address, ...] | None = None,
+    ) -> None:
         """A segment from `src` to our address: to its connection, else a listener, else a RST (3.10.7.1).
-        `dscp` is the Diffserv field it came with, kept for STATUS (MAY-9)."""
+        `dscp` is the Diffserv field it came with, kept for STATUS (MAY-9); `route` the return route of
+        a completed source route it came by (MUST-53)."""
         if not is_unicast(src):
             self.dropped += 1  # MUST-63: no SYN (nor anything) from a broadcast or multicast source
             return
         conn = self._by_key.get((seg.dst_port, src, seg.src_port))
         if conn is None:
             conn = self._listener_for(seg.dst_port, src, seg.src_port)
-            if conn is not None and self._to_listener(conn, src, seg, now):
+            if conn is not None and self._to_listener(conn, src, seg, now, route):
                 return
         if conn is None:
             rst = reset_for(seg)
@@ -209,6 +229,7 @@ class Pool:
                 self.resets_sent += 1
                 self._emit(rst, self.address, src, None)
             return
+        _take_route(conn, route)
         res = conn.tcb.segment_arrives(seg, now, src)
         conn.record(now, "in", seg)
         conn.dscp_in = dscp
@@ -236,7 +257,9 @@ class Pool:
 
     # ------------------------------------------------------------------ listeners under load
 
-    def _to_listener(self, listener: Conn, src: IPv4Address, seg: TcpSegment, now: float) -> bool:
+    def _to_listener(
+        self, listener: Conn, src: IPv4Address, seg: TcpSegment, now: float, route: Route | None
+    ) -> bool:
         """A segment for a passive OPEN from a peer it has no connection with.
 
         In LISTEN, the passive OPEN's own TCB takes a SYN as RFC 9293 3.10.7.2 says (and goes to
@@ -249,14 +272,14 @@ class Pool:
         syn = bool(f & Flags.SYN) and not f & (Flags.ACK | Flags.RST)
         if listener.tcb.state is State.LISTEN:
             if f & Flags.ACK and not f & (Flags.SYN | Flags.RST):
-                return self._cookie_returns(listener, src, seg, now)
+                return self._cookie_returns(listener, src, seg, now, route)
             return False
         if syn:
             if 1 + len(listener.embryos) < listener.tcb.config.backlog and self._room():
-                self._embryo(listener, src, seg, now)
+                self._embryo(listener, src, seg, now, route)
             else:
                 self._send_cookie(listener, src, seg, now)
-        elif not (f & Flags.ACK and self._cookie_returns(listener, src, seg, now)):
+        elif not (f & Flags.ACK and self._cookie_returns(listener, src, seg, now, route)):
             rst = reset_for(seg)  # 3.10.7.2 as LISTEN would answer it: an ACK is bad, a RST ignored
             if rst is not None:
                 self.resets_sent += 1
@@ -281,8 +304,11 @@ class Pool:
         tcb.open(0.0, active=False)
         return tcb
 
-    def _embryo(self, listener: Conn, src: IPv4Address, seg: TcpSegment, now: float) -> None:
+    def _embryo(
+        self, listener: Conn, src: IPv4Address, seg: TcpSegment, now: float, route: Route | None
+    ) -> None:
         child = Conn(f"{listener.id}~", self._child_tcb(listener, self._isn), now, parent=listener)
+        _take_route(child, route)
         listener.embryos.append(child)
         res = child.tcb.segment_arrives(seg, now, src)
         child.record(now, "in", seg)
@@ -298,7 +324,9 @@ class Pool:
             self._emit(out, self.address, src, None)
         listener.syn_cookies_sent += 1
 
-    def _cookie_returns(self, listener: Conn, src: IPv4Address, seg: TcpSegment, now: float) -> bool:
+    def _cookie_returns(
+        self, listener: Conn, src: IPv4Address, seg: TcpSegment, now: float, route: Route | None
+    ) -> bool:
         """An ACK for no connection: if ACK - 1 is a cookie of ours, the handshake it completes opens
         the connection, rebuilt from the SYN the cookie stands for."""
         client_isn = (seg.seq - 1) & 0xFFFFFFFF
@@ -308,6 +336,7 @@ class Pool:
             return False
         syn = TcpSegment(seg.src_port, seg.dst_port, seq=client_isn, flags=Flags.SYN, window=seg.window)
         child = Conn(f"{listener.id}~", self._child_tcb(listener, FixedIsn(iss)), now, parent=listener)
+        _take_route(child, route)
         child.tcb.segment_arrives(_cookie_syn(syn, mss), now, src)  # its SYN,ACK went out as the cookie
         listener.embryos.append(child)
         listener.syn_cookies_taken += 1
@@ -342,6 +371,8 @@ class Pool:
             return
         half_open = target.tcb if target.tcb.state is State.SYN_RECEIVED else None
         target.tcb = tcb
+        if not target.route_given:
+            target.route = child.route
         target.exchange.clear()
         target.exchange.extend(child.exchange)
         self._rekey(target)
@@ -392,7 +423,7 @@ class Pool:
         tcb = conn.tcb
         self._rekey(conn)
         remote = tcb.remote_addr
-        ip = (tcb.config.ttl, tcb.config.dscp)  # MUST-49, MUST-48: the connection's own, passed to IP
+        ip = (tcb.config.ttl, tcb.config.dscp, conn.route)  # MUST-49, MUST-48, MUST-51: passed to IP
         for seg in res.segments:
             if remote is not None:
                 conn.record(now, "out", seg)
@@ -474,8 +505,8 @@ class Pool:
     def status(self, conn: Conn, now: float) -> TcbStatus:
         """STATUS of a connection, with what the pool knows of a passive OPEN under load."""
         st = conn.tcb.status(now)
-        if conn.dscp_in:
-            st = dataclasses.replace(st, dscp_in=conn.dscp_in)
+        if conn.dscp_in or conn.route:
+            st = dataclasses.replace(st, dscp_in=conn.dscp_in, route=tuple(str(hop) for hop in conn.route))
         if conn.embryos or conn.syn_cookies_sent:
             st = dataclasses.replace(
                 st,
@@ -502,3 +533,10 @@ def _listening(conn: Conn) -> bool:
     return conn.parent is None and conn.closed_at is None and (
         st is State.LISTEN or (st is State.SYN_RECEIVED and conn.tcb.from_listen)
     )
+
+
+def _take_route(conn: Conn, route: tuple[IPv4Address, ...] | None) -> None:
+    """A segment came by a completed source route: its return route is the connection's from now on
+    (MUST-53, SHLD-24), unless the user gave one at OPEN (MUST-52)."""
+    if route and not conn.route_given:
+        conn.route = route

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import os
@@ -20,12 +21,20 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Protocol
 
-from stack.host import Conn, Pool, PoolError, is_unicast
+from stack.host import Conn, IpParams, Pool, PoolError, is_unicast
 from stack.tcp import Event, State, TcbConfig, TcbStatus, TcpError
 from stack.tcp.isn import IsnSource
 from stack.wire.errors import ParseError
 from stack.wire.icmp import IcmpType, build_icmp, echo_reply, parse_icmp
-from stack.wire.ipv4 import IpProto, IPv4Flags, IPv4Header, build_ipv4, parse_ipv4
+from stack.wire.ipv4 import (
+    IpProto,
+    IPv4Flags,
+    IPv4Header,
+    build_ipv4,
+    parse_ipv4,
+    recorded_route,
+    source_route_option,
+)
 from stack.wire.reassembly import Reassembler, ReassemblyCounters, fragment
 from stack.wire.tcp import TcpSegment, build_tcp, parse_tcp
 
@@ -218,12 +227,15 @@ class Stack:
                 self.errors.append(f"send to {dst}: {e.strerror or e}")
                 return False
 
-    def _emit(
-        self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address, ip: tuple[int, int] | None = None
-    ) -> None:
-        tcp = build_tcp(seg, src, dst)
-        ttl, dscp = ip or (self.ttl, 0)
-        datagram = build_ipv4(self._ip_header(src, dst, IpProto.TCP, ttl=ttl, dscp=dscp), tcp)
+    def _emit(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address, ip: IpParams | None = None) -> None:
+        tcp = build_tcp(seg, src, dst)  # the pseudo-header names the final destination (RFC 9293 3.1)
+        ttl, dscp, route = ip or (self.ttl, 0, ())
+        header = self._ip_header(src, dst, IpProto.TCP, ttl=ttl, dscp=dscp)
+        if route:
+            # A source route (RFC 791 3.1): to the first hop, the rest and the destination in the option.
+            header = dataclasses.replace(header, dst=route[0], options=source_route_option((*route[1:], dst)))
+            dst = route[0]
+        datagram = build_ipv4(header, tcp)
         for fn in self._taps:
             fn("out", src, dst, seg, datagram)
         if self._transmit(datagram, dst):
@@ -344,7 +356,9 @@ class Stack:
             data = data or build_ipv4(ip, payload)
             for fn in self._taps:
                 fn("in", ip.src, ip.dst, seg, data)
-        self.pool.deliver(ip.src, seg, now, ip.dscp)
+        recorded = recorded_route(ip.options) if ip.options else None
+        back = tuple(reversed(recorded)) if recorded else None  # RFC 1122 3.2.1.8: the reverse route
+        self.pool.deliver(ip.src, seg, now, ip.dscp, back)
 
     def _input_icmp(self, ip: IPv4Header, payload: bytes | memoryview, now: float) -> None:
         """ICMP (RFC 792, RFC 1122 section 3.2.2): echo answered, errors handed to the pool, the rest
@@ -438,6 +452,7 @@ class Stack:
         *,
         local_port: int | None = None,
         local_addr: IPv4Address | None = None,
+        route: tuple[IPv4Address, ...] = (),
         timeout: float | None = None,
         wait: bool = True,
         config: TcbConfig | None = None,
@@ -447,7 +462,13 @@ class Stack:
         def run() -> str:
             with self.pool.lock:
                 conn = self.pool.open_active(
-                    remote, port, self.clock(), local_port=local_port, local_addr=local_addr, config=config
+                    remote,
+                    port,
+                    self.clock(),
+                    local_port=local_port,
+                    local_addr=local_addr,
+                    route=route,
+                    config=config,
                 )
                 if not wait:
                     return conn.id

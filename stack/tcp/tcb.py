@@ -144,6 +144,7 @@ class TcbStatus:
     # A passive OPEN under load (filled in by the pool): its half-open connections and SYN cookies.
     half_open: int = 0
     dscp_in: int = 0  # the Diffserv field of the last segment that arrived (MAY-9)
+    route: tuple[str, ...] = ()  # the source route the connection's datagrams take (MUST-51, MUST-53)
     syn_cookies_sent: int = 0
     syn_cookies_taken: int = 0
     settings: dict[str, str] = dataclasses.field(default_factory=dict)  # what `set` can change

@@ -30,6 +30,8 @@ __all__ = [
     "IpProto",
     "build_ipv4",
     "parse_ipv4",
+    "recorded_route",
+    "source_route_option",
 ]
 
 IPV4_HEADER_LEN = 20
@@ -196,3 +198,43 @@ def build_ipv4(header: IPv4Header, payload: bytes | bytearray | memoryview) -> b
     ) + options
     checksum = internet_checksum(fields)
     return fields[:10] + checksum.to_bytes(2, "big") + fields[12:] + body
+
+
+# --- source routes (RFC 791 section 3.1, RFC 1122 section 3.2.1.8) ---------------------------------------
+
+LSRR = 131  # loose source and record route
+SSRR = 137  # strict source and record route
+
+
+def source_route_option(route: tuple[IPv4Address, ...] | list[IPv4Address]) -> bytes:
+    """A loose source route option listing `route` (the hops after the first one, ending with the final
+    destination), its pointer at the first entry. At most 9 addresses fit in 40 octets of options."""
+    if not 1 <= len(route) <= 9:
+        raise ValueError(f"a source route holds 1 to 9 addresses, not {len(route)}")
+    data = b"".join(hop.packed for hop in route)
+    return bytes((LSRR, 3 + len(data), 4)) + data
+
+
+def recorded_route(options: bytes) -> tuple[IPv4Address, ...] | None:
+    """The addresses a datagram recorded on its way, if it carries a completed (loose or strict) source
+    route: the pointer is past the end, so every entry was replaced by a hop's address. None when it
+    carries no such option or a malformed one."""
+    i = 0
+    while i < len(options):
+        kind = options[i]
+        if kind == 0:  # End of Option List
+            return None
+        if kind == 1:  # No Operation
+            i += 1
+            continue
+        if i + 1 >= len(options) or options[i + 1] < 2 or i + options[i + 1] > len(options):
+            return None
+        length = options[i + 1]
+        if kind in (LSRR, SSRR) and length >= 3:
+            pointer = options[i + 2]
+            data = options[i + 3 : i + length]
+            if pointer <= length or len(data) % 4:
+                return None  # not completed: the datagram is not at its final destination
+            return tuple(IPv4Address(data[k : k + 4]) for k in range(0, len(data), 4))
+        i += length
+    return None

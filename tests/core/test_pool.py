@@ -6,7 +6,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from stack.host import EPHEMERAL, Pool, PoolError
+from stack.host import EPHEMERAL, IpParams, Pool, PoolError
 from stack.tcp import State, TcbConfig
 from stack.tcp.isn import FixedIsn
 from stack.wire.tcp import Flags, TcpOptions, TcpSegment
@@ -19,9 +19,9 @@ OTHER = IPv4Address("198.18.0.3")
 class Wire:
     def __init__(self) -> None:
         self.out: list[tuple[TcpSegment, IPv4Address]] = []
-        self.ip: list[tuple[int, int] | None] = []
+        self.ip: list[IpParams | None] = []
 
-    def emit(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address, ip: tuple[int, int] | None) -> None:
+    def emit(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address, ip: IpParams | None) -> None:
         self.out.append((seg, dst))
         self.ip.append(ip)
 
@@ -135,14 +135,14 @@ def test_a_connection_sends_with_its_own_ttl_and_dscp_and_may_change_them():
     unchanged; SHLD-21: changeable during the connection. Segments for no connection use the stack's."""
     pool, wire = make_pool()
     conn = pool.open_active(PEER, 7, 0.0, config=TcbConfig(ttl=9, dscp=46))
-    assert wire.ip == [(9, 46)]  # the SYN
+    assert wire.ip == [(9, 46, ())]  # the SYN
     lport = conn.tcb.local_port
     synack = TcpSegment(7, lport, seq=300, ack=7001, flags=Flags.SYN | Flags.ACK, window=1000)
     pool.deliver(PEER, synack, 0.05)
-    assert conn.tcb.state is State.ESTABLISHED and wire.ip[-1] == (9, 46)  # its ACK
+    assert conn.tcb.state is State.ESTABLISHED and wire.ip[-1] == (9, 46, ())  # its ACK
     pool.apply(conn, conn.tcb.configure("dscp", "10", 0.1), 0.1)
     pool.apply(conn, conn.tcb.send(b"x", 0.1), 0.1)
-    assert wire.out[-1][0].payload == b"x" and wire.ip[-1] == (9, 10)
+    assert wire.out[-1][0].payload == b"x" and wire.ip[-1] == (9, 10, ())
     pool.deliver(PEER, syn(5555, 81), 0.2)  # no listener: the RST goes with the stack's own fields
     assert wire.ip[-1] is None
     with pytest.raises(ValueError, match="dscp must be from 0 to 63"):
