@@ -361,7 +361,7 @@ COMMANDS: tuple[Command, ...] = (
         (CONN, Arg("COUNT", "count", "read at most this many bytes", optional=True)),
         (
             TIMEOUT,
-            Opt("--to", "path", "write the data to this file instead of the screen"),
+            Opt("--to", "path", "write the data to this file (replacing it) instead of the screen"),
             Opt("--all", "flag", "read until the peer closes its side (FIN)"),
         ),
         aliases=("recv",),
@@ -447,7 +447,7 @@ COMMANDS: tuple[Command, ...] = (
         "do_capture",
         (
             Arg("ACTION", "choice", "start or stop", choices=("start", "stop")),
-            Arg("FILE", "path", "the pcap file to write (with start)", optional=True),
+            Arg("FILE", "path", "the pcap file to write, replacing it (with start)", optional=True),
         ),
     ),
     Command(

@@ -10,7 +10,6 @@ import struct
 import sys
 import termios
 from collections.abc import Iterable
-from pathlib import Path
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
@@ -26,6 +25,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from stack.runtime import StackError
 from stack.tcp import State
 from stack.tcp.congestion import CONGESTION_CONTROLS
+from tcpsh import privilege
 from tcpsh.commands import BY_NAME, COMMANDS, Command, CommandError
 from tcpsh.session import Quit, Session, history_path
 
@@ -130,17 +130,21 @@ def toolbar(session: Session) -> str:
     )
 
 
-def give_to_invoking_user(path: Path) -> None:
-    """Under sudo, the history file and the folders made for it belong to the user who ran sudo."""
-    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
-    if os.geteuid() != 0 or not uid or not gid:
-        return
-    home = Path(os.path.expanduser(f"~{os.environ.get('SUDO_USER', '')}"))
-    for p in [path, *path.parents]:
-        if p == home or home not in p.parents:
-            break
-        with contextlib.suppress(OSError):
-            os.chown(p, int(uid), int(gid))
+class UserHistory(FileHistory):
+    """The history file, read and written as the invoking user (tcpsh.privilege): under sudo it and
+    the folders made for it are theirs. History is a convenience: a file that cannot be read or
+    written leaves the shell without it, not stopped."""
+
+    def load_history_strings(self) -> Iterable[str]:
+        try:
+            with privilege.as_invoker():
+                return list(super().load_history_strings())
+        except OSError:
+            return []
+
+    def store_string(self, string: str) -> None:
+        with contextlib.suppress(OSError), privilege.as_invoker():
+            super().store_string(string)
 
 
 def _pending_terminal_input() -> str:
@@ -177,10 +181,8 @@ def interact(session: Session) -> None:
     """Read, run and report lines until quit or Ctrl-D. Bad input never ends the shell."""
     path = history_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(exist_ok=True)
-        give_to_invoking_user(path)
-        history: FileHistory | InMemoryHistory = FileHistory(str(path))
+        privilege.make_dirs(path.parent)
+        history: FileHistory | InMemoryHistory = UserHistory(str(path))
     except OSError:
         history = InMemoryHistory()
     late: list[str] = []  # a Ctrl-C that came after Enter, while the prompt was still closing

@@ -22,7 +22,7 @@ from stack.link.impair import DIRECTIONS, ImpairedLink
 from stack.runtime import Stack, StackError, StackTimeout
 from stack.tcp import Event, EventKind, State, TcbConfig
 from stack.wire.tcp import TcpSegment
-from tcpsh import views
+from tcpsh import privilege, views
 from tcpsh.commands import (
     BY_NAME,
     COMMANDS,
@@ -166,11 +166,7 @@ class Session:
         elif "hex" in v:
             data = v["hex"]
         else:
-            path = Path(v["file"]).expanduser()
-            try:
-                data = path.read_bytes()
-            except OSError as e:
-                raise CommandError(f"send: cannot read {path}: {e.strerror}") from None
+            data = privilege.read_bytes(v["file"], "send")
         urgent = v.get("urgent", False)
         n = self.stack.send(v["ID"], data, push=v.get("push", False), urgent=urgent, timeout=v.get("timeout"))
         self.out(f"{v['ID']}: queued {n} bytes" + (" of urgent data" if urgent else ""))
@@ -178,6 +174,21 @@ class Session:
     def do_receive(self, p: Parsed) -> None:
         v = p.values
         cid = v["ID"]
+        if "to" in v:
+            # The file is opened first: a bad path is told before any data is taken. It is replaced
+            # by what arrives; if nothing can be received, it stays as it was (or is not created).
+            with privilege.Output(v["to"], "receive") as out:
+                data = self._receive(cid, v)
+                out.replace(data)
+            self.out(f"{cid}: {len(data)} bytes written to {out.path}")
+            return
+        data = self._receive(cid, v)
+        if not data:
+            self.out(f"{cid}: end of data (the peer closed its side)")
+            return
+        self.out(f"{cid}: {len(data)} bytes: {printable(data)}")
+
+    def _receive(self, cid: str, v: dict[str, Any]) -> bytes:
         count = v.get("COUNT", 1 << 30 if v.get("all") else 65536)
         data = self._take_unread(cid, count)
         if len(data) < count and (v.get("all") or not data):
@@ -187,18 +198,7 @@ class Session:
                 timeout=v.get("timeout", DEFAULT_TIMEOUT),
                 until_close=v.get("all", False),
             )
-        if "to" in v:
-            path = Path(v["to"]).expanduser()
-            try:
-                path.write_bytes(data)
-            except OSError as e:
-                raise CommandError(f"receive: cannot write {path}: {e.strerror}") from None
-            self.out(f"{cid}: {len(data)} bytes written to {path}")
-            return
-        if not data:
-            self.out(f"{cid}: end of data (the peer closed its side)")
-            return
-        self.out(f"{cid}: {len(data)} bytes: {printable(data)}")
+        return data
 
     def do_close(self, p: Parsed) -> None:
         self.stack.close(p.values["ID"])
@@ -309,11 +309,9 @@ class Session:
             raise CommandError("capture start: missing FILE, for example capture start /tmp/run.pcap")
         if self._capture is not None:
             raise CommandError(f"capture: already writing {self._capture[0].path}; capture stop first")
-        path = Path(v["FILE"]).expanduser()
-        try:
-            writer = PcapWriter(path)
-        except OSError as e:
-            raise CommandError(f"capture: cannot write {path}: {e.strerror}") from None
+        with privilege.Output(v["FILE"], "capture") as out:
+            writer = out.hand_over(PcapWriter)
+        path = out.path
 
         def tap(direction: str, src: Any, dst: Any, seg: TcpSegment, datagram: bytes) -> None:
             writer.write(bytes(datagram))
@@ -525,6 +523,4 @@ def history_path() -> Path:
     state = os.environ.get("XDG_STATE_HOME")
     if state and not os.environ.get("SUDO_USER"):
         return Path(state) / "tcpsh" / "history"
-    user = os.environ.get("SUDO_USER")
-    home = Path(os.path.expanduser(f"~{user}")) if user else Path.home()
-    return home / ".local" / "state" / "tcpsh" / "history"
+    return privilege.home() / ".local" / "state" / "tcpsh" / "history"
