@@ -14,6 +14,7 @@ from rich.console import Console
 
 from stack.runtime import Stack
 from stack.tcp import TcbConfig
+from tcpsh import privilege
 from tcpsh.commands import COMMANDS, split_commands
 
 
@@ -67,12 +68,7 @@ def need_privileges(console: Console) -> bool:
     """CAP_NET_RAW and CAP_NET_ADMIN: root, or a process granted both."""
     if os.geteuid() == 0:
         return True
-    try:
-        with open("/proc/self/status") as f:
-            caps = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
-    except (OSError, StopIteration, ValueError):
-        caps = 0
-    if caps & (1 << 12) and caps & (1 << 13):  # CAP_NET_ADMIN=12, CAP_NET_RAW=13
+    if privilege.has_capability(privilege.CAP_NET_ADMIN) and privilege.has_capability(privilege.CAP_NET_RAW):
         return True
     console.print(
         "tcpsh: needs root (CAP_NET_RAW and CAP_NET_ADMIN) for raw sockets: run it with sudo",
@@ -99,6 +95,15 @@ def tcp_defaults(args: argparse.Namespace) -> list[tuple[str, str]] | str:
     return pairs
 
 
+def set_up(console: Console) -> None:
+    """The sockets, the lab and the firewall rule are in place: keep only the capabilities the way out
+    needs (tcpsh.privilege). Called before the stack's threads start, so that they inherit no more."""
+    try:
+        privilege.drop_capabilities()
+    except OSError as e:
+        console.print(f"tcpsh: keeping every capability: {e}", style="yellow", highlight=False, markup=False)
+
+
 @contextlib.contextmanager
 def real_host(
     console: Console, interface: str, address: str, firewall: bool
@@ -114,7 +119,9 @@ def real_host(
         rule = fw.install_rule(addr)
         console.print(f"firewall: TCP to {addr} is dropped before the kernel's TCP sees it", highlight=False)
     try:
-        link = ImpairedLink(RawLink(interface, addr))  # a pass-through until `impair` sets something
+        raw = RawLink(interface, addr)
+        set_up(console)
+        link = ImpairedLink(raw)  # a pass-through until `impair` sets something
         with Stack(link) as stack:
             console.print(f"stack on {interface} as {addr}", highlight=False)
             yield stack, []
@@ -130,9 +137,10 @@ def lab_host(console: Console) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
     from stack.link.raw import RawLink
 
     with Lab() as lab:
-        # a pass-through until `impair` sets something
-        link = ImpairedLink(RawLink(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns()))
+        raw = RawLink(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns())
         lab.kernel_answers_echo(False)  # the stack answers pings of its address
+        set_up(console)
+        link = ImpairedLink(raw)  # a pass-through until `impair` sets something
         with Stack(link) as stack:
             services = ", ".join(f"{name} {port}" for name, port in lab.services.items())
             console.print(
