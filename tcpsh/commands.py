@@ -77,6 +77,14 @@ def parse_host_optional_port(text: str) -> tuple[IPv4Address, int | None]:
     return parse_address(text), None
 
 
+def parse_route(text: str) -> tuple[IPv4Address, ...]:
+    """GW1,GW2,...: the hops of a loose source route before the destination (at most 8)."""
+    hops = tuple(parse_address(part) for part in text.split(",") if part)
+    if not 1 <= len(hops) <= 8:
+        raise CommandError(f"{text!r}: a source route is 1 to 8 addresses, comma-separated")
+    return hops
+
+
 def parse_state(text: str) -> State:
     try:
         return State.parse(text)
@@ -333,6 +341,8 @@ COMMANDS: tuple[Command, ...] = (
             Opt("--passive", "port", "LISTEN on this local port (passive OPEN)"),
             Opt("--remote", "host", "with --passive: accept only this HOST or HOST:PORT"),
             Opt("--local-port", "port", "local port for an active OPEN (default: a free ephemeral port)"),
+            Opt("--local", "address", "local address for an active OPEN: the stack's own (MUST-43)"),
+            Opt("--source-route", "route", "go by these hops, comma-separated, then HOST (MUST-51)"),
             Opt("--no-wait", "flag", "return at once after sending the SYN"),
             Opt("--nodelay", "flag", "turn Nagle's algorithm off for this connection (MUST-17)"),
             Opt("--cc", "cc", "congestion control for this connection: reno (RFC 5681) or cubic (RFC 9438)"),
@@ -526,6 +536,10 @@ def _convert(kind: str, text: str) -> Any:
         return text
     if kind == "hostport":
         return parse_hostport(text)
+    if kind == "address":
+        return parse_address(text)
+    if kind == "route":
+        return parse_route(text)
     if kind == "host":
         return parse_host_optional_port(text)
     if kind == "port":

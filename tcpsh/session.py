@@ -140,6 +140,8 @@ class Session:
             host,
             port,
             local_port=v.get("local_port"),
+            local_addr=v.get("local"),
+            route=v.get("source_route", ()),
             timeout=v.get("timeout", DEFAULT_TIMEOUT),
             wait=not v.get("no_wait", False),
             config=self._open_config(v),
@@ -215,7 +217,8 @@ class Session:
     def do_status(self, p: Parsed) -> None:
         cid = p.values.get("ID")
         if cid is None:
-            self.console.print(views.pool_table(self.stack.connections(), notes=self.impairment_notes()))
+            notes = [*self.impairment_notes(), *views.stack_notes(self.stack.counters, self.stack.pool)]
+            self.console.print(views.pool_table(self.stack.connections(), notes=notes))
         else:
             self.console.print(views.tcb_table(cid, self.stack.status(cid)))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -21,6 +22,10 @@ from rich.text import Text
 from stack.tcp import State, TcbStatus
 from stack.tcp.seq import MASK, seq_diff
 from stack.wire.tcp import Flags, TcpSegment
+
+if TYPE_CHECKING:
+    from stack.host import Pool
+    from stack.runtime import Counters
 
 STATE_STYLE = {
     State.ESTABLISHED: "bold green",
@@ -84,6 +89,24 @@ def pool_table(
     if caption:
         t.caption = "\n".join(caption)
     return t
+
+
+def stack_notes(c: Counters, pool: Pool) -> list[str]:
+    """What the stack dropped or answered on its own, for `status`: one line, only what happened."""
+    r = c.reassembly
+    parts = [
+        (c.bad_packets, "bad packets dropped"),
+        (c.not_for_us, "not for this address"),
+        (pool.resets_sent, "RSTs for no connection"),
+        (pool.dropped, "from a source that is not unicast"),
+        (c.echo_replies, "pings answered"),
+        (c.icmp_errors, "ICMP errors"),
+        (c.icmp_ignored + pool.icmp_ignored, "ICMP ignored"),
+        (r.reassembled, "datagrams reassembled"),
+        (r.dropped, "fragments dropped"),
+    ]
+    said = [f"{n} {what}" for n, what in parts if n]
+    return ["stack: " + ", ".join(said)] if said else []
 
 
 def tcb_table(cid: str, s: TcbStatus) -> Table:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from ipaddress import IPv4Address
 
 import pytest
 
@@ -87,3 +88,14 @@ def test_command_line_defaults_are_checked_before_anything_starts():
     assert tcp_defaults(args("--cc", "cubic", "--set", "rcv-buf=4M")) == [("cc", "cubic"), ("rcv-buf", "4M")]
     assert tcp_defaults(args("--set", "rcv-buf")) == "--set takes NAME=VALUE, not 'rcv-buf'"
     assert tcp_defaults(args("--cc", "vegas")) == "unknown congestion control 'vegas'; known: reno, cubic"
+
+
+def test_open_takes_a_local_address_and_a_source_route():
+    p = parse_line("open 198.18.0.2:7 --local 198.18.0.1 --source-route 198.18.9.1,198.18.8.1")
+    assert p is not None
+    assert p.values["local"] == IPv4Address("198.18.0.1")
+    assert p.values["source_route"] == (IPv4Address("198.18.9.1"), IPv4Address("198.18.8.1"))
+    with pytest.raises(CommandError, match=r"'198\.18\.9' is not an IPv4 address"):
+        parse_line("open 198.18.0.2:7 --source-route 198.18.9")
+    with pytest.raises(CommandError, match="a source route is 1 to 8 addresses"):
+        parse_line("open 198.18.0.2:7 --source-route " + ",".join(f"198.18.9.{k}" for k in range(9)))

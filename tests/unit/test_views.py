@@ -7,6 +7,8 @@ from ipaddress import IPv4Address
 
 from rich.console import Console, RenderableType
 
+from stack.host import Pool
+from stack.runtime import Counters
 from stack.tcp import State, Tcb, TcbConfig
 from stack.wire.tcp import Flags, TcpOptions, TcpSegment
 from tcpsh import views
@@ -155,3 +157,13 @@ def test_exchange_line_uses_the_rfc_figure_notation():
     assert line.startswith("  3.  ESTABLISHED  <-- <SEQ=300><ACK=101><CTL=SYN,ACK>")
     data = TcpSegment(40000, 80, seq=101, ack=301, flags=Flags.ACK)
     assert "<CTL=ACK><DATA=5>" in views.exchange_line(4, "out", State.ESTABLISHED, data, 5)
+
+
+def test_stack_notes_say_only_what_happened():
+    c = Counters()
+    pool = Pool(IPv4Address("198.18.0.1"), lambda *a: None, lambda *a: None, lambda *a: None)
+    assert views.stack_notes(c, pool) == []
+    c.bad_packets, c.echo_replies, c.reassembly.reassembled, pool.resets_sent = 3, 2, 1, 4
+    assert views.stack_notes(c, pool) == [
+        "stack: 3 bad packets dropped, 4 RSTs for no connection, 2 pings answered, 1 datagrams reassembled"
+    ]
