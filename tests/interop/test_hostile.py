@@ -1,0 +1,448 @@
+"""A hostile network against the stack, from the Linux side of the lab (issue 7, "How it is proven"):
+forged RSTs and SYNs against established transfers each way (RFC 5961). Every transfer is checked by
+the SHA-256 of every byte.
+
+The attacks are built with scapy, a packet library the project does not write, and written from the
+kernel's namespace straight onto the lab's veth through a packet socket: the stack sees them as it
+would see them from a host or router on the wire. Forged segments carry the kernel side's address and
+port; their sequence numbers are aimed from the live STATUS of the connection under attack.
+
+Network rule: traffic only inside the lab these tests build (198.18.0.0/15). No test sleeps in place
+of a condition: each waits for its packets to reach the stack (seen through Stack.tap), on a STATUS
+field, on an event, or on a program's output. Times are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from stack.lab import Lab
+from stack.runtime import Stack, StackError
+from stack.services import pattern, pattern_sha256
+from stack.tcp import Event, EventKind, State, TcbStatus
+from stack.tcp.seq import seq_diff
+from stack.wire.tcp import Flags, TcpSegment
+from tests.interop.conftest import wait_for
+from tests.interop.transfer import (
+    SINK_SERVER,
+    KernelPython,
+    Transfer,
+    kernel_ns_run,
+    receive_from_kernel,
+    send_to_kernel,
+)
+
+scapy = pytest.importorskip("scapy.all")
+
+pytestmark = pytest.mark.root
+
+UP, DOWN = "stack-to-linux", "linux-to-stack"
+SIZE = 8_000_000  # octets each transfer carries
+ETH_P_IP = 0x0800
+
+
+@pytest.fixture(scope="module", autouse=True)
+def wire_sized_segments(stack_lab: Lab) -> Iterator[None]:
+    """The kernel sends segments of one MSS each (gso_max_segs 1 on its veth), as a real path carries
+    them, for this module's tests."""
+    dev = stack_lab.kernel_if
+    (link,) = json.loads(kernel_ns_run(stack_lab, ["ip", "-details", "-json", "link", "show", "dev", dev]))
+    kernel_ns_run(stack_lab, ["ip", "link", "set", "dev", dev, "gso_max_segs", "1"])
+    try:
+        yield
+    finally:
+        kernel_ns_run(stack_lab, ["ip", "link", "set", "dev", dev, "gso_max_segs", str(link["gso_max_segs"])])
+
+
+# -- the attacker's wire, and what reaches the stack --------------------------------------------------------
+
+
+class Wire:
+    """Packets written from the kernel's namespace onto the lab's veth, addressed to the stack's link
+    address: what a host or router on the Linux side of the wire can send."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        with lab.enter_kernel_ns():
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+        self.to = (lab.kernel_if, ETH_P_IP, 0, 0, bytes.fromhex(lab.stack_mac.replace(":", "")))
+
+    def send(self, *packets: object) -> None:
+        for p in packets:
+            self.sock.sendto(p if isinstance(p, bytes) else bytes(p), self.to)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def wire(stack_lab: Lab) -> Iterator[Wire]:
+    the_wire = Wire(stack_lab)
+    try:
+        yield the_wire
+    finally:
+        the_wire.close()
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One segment in or out of the stack, as its tap saw it."""
+
+    out: bool  # sent by the stack
+    port: int  # the stack's port
+    flags: Flags
+    seq: int
+    ack: int
+    length: int
+
+
+class Segments:
+    """Every segment in and out of the stack, in the order the stack handled them (through Stack.tap,
+    which runs under the lock the stack holds while it processes a segment: once a segment is in this
+    log, what it did is done, and what the stack sent in answer follows it)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._lock = threading.Lock()
+        self._log: list[Seen] = []
+        stack.tap(self._tap)
+
+    def _tap(self, direction: str, src: object, dst: object, seg: TcpSegment, *_: object) -> None:
+        out = direction == "out"
+        port = seg.src_port if out else seg.dst_port
+        with self._lock:
+            self._log.append(Seen(out, port, seg.flags, seg.seq, seg.ack, len(seg.payload)))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._log)
+
+    def since(self, index: int, port: int) -> list[Seen]:
+        with self._lock:
+            return [s for s in self._log[index:] if s.port == port]
+
+    def arrived(self, index: int, port: int, forgeries: list[Forgery]) -> bool:
+        """Every one of `forgeries` has reached the stack since `index`."""
+        came = Counter((int(s.flags), s.seq) for s in self.since(index, port) if not s.out)
+        wanted = Counter((f.flags, f.seq) for f in forgeries)
+        return all(came[key] >= n for key, n in wanted.items())
+
+
+def connection_news(stack: Stack) -> list[tuple[str, Event]]:
+    news: list[tuple[str, Event]] = []
+    stack.subscribe(lambda cid, event: news.append((cid, event)))
+    return news
+
+
+def kinds(news: list[tuple[str, Event]], cid: str) -> list[EventKind]:
+    return [e.kind for c, e in list(news) if c == cid]
+
+
+def first_established(news: list[tuple[str, Event]]) -> str:
+    """The id of the first connection to report ESTABLISHED (each test opens one at a time)."""
+    found: list[str] = []
+
+    def seen() -> bool:
+        found[:] = [c for c, e in list(news) if e.kind is EventKind.ESTABLISHED][:1]
+        return bool(found)
+
+    wait_for(seen, 10, "a connection to be established")
+    return found[0]
+
+
+class Attack:
+    """Run `fn` beside a transfer, in a thread of its own; `join()` raises what it raised (a failed
+    assertion, pytest.fail from wait_for)."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), name="attack", daemon=True)
+        self.thread.start()
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except BaseException as e:
+            self.error = e
+
+    def join(self, timeout: float = 30.0) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"the attack did not end within {timeout:g} s"
+        if self.error is not None:
+            raise self.error
+
+
+def seconds_since(start: float) -> float:
+    return round(time.monotonic() - start, 2)
+
+
+# -- forged RSTs and SYNs (RFC 5961) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Forgery:
+    """A RST or SYN from the kernel side's address and port, at sequence number `seq`."""
+
+    what: str  # how it was aimed, for the messages: "RST at RCV.NXT+1000"
+    flags: int  # Flags.RST or Flags.SYN
+    seq: int
+    inside: bool  # aimed inside the receive window
+
+    def packet(self, lab: Lab, st: TcbStatus) -> object:
+        ip = scapy.IP(src=str(lab.kernel_addr), dst=str(lab.stack_addr))
+        flags = "R" if self.flags == Flags.RST else "S"
+        return ip / scapy.TCP(
+            sport=st.remote_port, dport=st.local_port, flags=flags, seq=self.seq, window=8192
+        )
+
+
+def aimed(st: TcbStatus, flag: Flags, offset: int, name: str, *, inside: bool) -> Forgery:
+    sign = "+" if offset >= 0 else "-"
+    where = f"{flag.name} at RCV.NXT{sign}{name}"
+    return Forgery(where, int(flag), (st.rcv_nxt + offset) % (1 << 32), inside)
+
+
+def out_of_window(st: TcbStatus) -> list[Forgery]:
+    """Below RCV.NXT (data already taken) and a quarter of the sequence space above it: outside the
+    window whatever arrives meanwhile, for RCV.NXT only moves up and the window is under 1 GiB."""
+    return [
+        aimed(st, Flags.RST, -1, "1", inside=False),
+        aimed(st, Flags.RST, -(1 << 30), "2^30", inside=False),
+        aimed(st, Flags.RST, 1 << 30, "2^30", inside=False),
+        aimed(st, Flags.SYN, -1, "1", inside=False),
+        aimed(st, Flags.SYN, 1 << 30, "2^30", inside=False),
+    ]
+
+
+def in_window(st: TcbStatus, moving: bool) -> list[Forgery]:
+    """In the window, never at RCV.NXT for a RST. While Linux sends (`moving`), RCV.NXT runs ahead of
+    the STATUS the aim was taken from, so the forgeries go to the far half of the window, where the
+    data arriving before them cannot reach; while the stack sends, RCV.NXT stands still and they go
+    next to it too (and a SYN exactly at it, which RFC 793 would have taken as a reset)."""
+    wnd = st.rcv_wnd
+    if moving:
+        return [
+            aimed(st, Flags.RST, wnd // 2, "wnd/2", inside=True),
+            aimed(st, Flags.RST, wnd - 1, "wnd-1", inside=True),
+            aimed(st, Flags.SYN, wnd // 2 + 1, "wnd/2+1", inside=True),
+            aimed(st, Flags.SYN, wnd - 2, "wnd-2", inside=True),
+        ]
+    return [
+        aimed(st, Flags.RST, 1, "1", inside=True),
+        aimed(st, Flags.RST, 1000, "1000", inside=True),
+        aimed(st, Flags.RST, wnd // 2, "wnd/2", inside=True),
+        aimed(st, Flags.SYN, 0, "0", inside=True),
+        aimed(st, Flags.SYN, wnd // 2 + 1, "wnd/2+1", inside=True),
+    ]
+
+
+def progress(st: TcbStatus, direction: str) -> int:
+    """Octets of the transfer delivered so far: acknowledged (stack sending) or received (Linux sending)."""
+    if direction == UP:
+        return seq_diff(st.snd_una, st.iss) - 1
+    return seq_diff(st.rcv_nxt, st.irs) - 1
+
+
+@dataclass
+class Volley:
+    at: int  # octets of the transfer delivered when it was aimed
+    sent: list[Forgery]
+    challenge_acks: int  # what the stack's counters moved by
+    suppressed: int
+
+
+def forge_during(
+    stack: Stack, lab: Lab, wire: Wire, segments: Segments, news: list[tuple[str, Event]], direction: str
+) -> tuple[list[Volley], list[Volley]]:
+    """At 1 MB and again at 3 MB of the transfer: first a volley out of the window, then one in it,
+    each aimed from a fresh STATUS; each is waited for at the stack and its effect on the challenge-ACK
+    counters read. Returns (out-of-window volleys, in-window volleys)."""
+    cid = first_established(news)
+    outside: list[Volley] = []
+    inside: list[Volley] = []
+
+    def fire(st: TcbStatus, forgeries: list[Forgery]) -> Volley:
+        mark = len(segments)
+        wire.send(*(f.packet(lab, st) for f in forgeries))
+        wait_for(lambda: segments.arrived(mark, st.local_port, forgeries), 10, f"the forgeries {forgeries}")
+        after = stack.status(cid)
+        return Volley(
+            progress(st, direction),
+            forgeries,
+            after.challenge_acks - st.challenge_acks,
+            after.challenge_acks_suppressed - st.challenge_acks_suppressed,
+        )
+
+    def window_open(into: list[TcbStatus]) -> bool:
+        """A STATUS with the window open wide enough that its far half is well ahead of the data."""
+        st = stack.status(cid)
+        into[:] = [st]
+        return st.rcv_wnd >= 256 * 1024
+
+    aim: list[TcbStatus] = []
+    for mark in (1_000_000, 3_000_000):
+        wait_for(lambda m=mark: progress(stack.status(cid), direction) >= m, 30, f"{mark} octets through")
+        st = stack.status(cid)
+        assert st.state is State.ESTABLISHED, st.state
+        outside.append(fire(st, out_of_window(st)))
+        wait_for(lambda: window_open(aim), 10, "the stack's receive window to be open")
+        inside.append(fire(aim[0], in_window(aim[0], moving=direction == DOWN)))
+        assert stack.status(cid).state is State.ESTABLISHED
+    return outside, inside
+
+
+@pytest.mark.parametrize("direction", [UP, DOWN])
+def test_forged_resets_and_syns_do_not_break_a_transfer(
+    direction: str, lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython, wire: Wire
+) -> None:
+    """RSTs and SYNs forged from Linux's address and port while 8 MB go one way: those in the window
+    each bring one challenge ACK (RFC 5961 sections 3.2 and 4.2), those outside it are dropped without
+    one; the connection is never reset and every octet arrives."""
+    stack = lab_stack
+    segments = Segments(stack)
+    news = connection_news(stack)
+    volleys: dict[str, list[Volley]] = {}
+
+    def attack() -> None:
+        volleys["outside"], volleys["inside"] = forge_during(
+            stack, stack_lab, wire, segments, news, direction
+        )
+
+    start = time.monotonic()
+    attacker = Attack(attack)
+    t: Transfer = (
+        send_to_kernel(stack, stack_lab, kernel_python, SIZE)
+        if direction == UP
+        else receive_from_kernel(stack, stack_lab, SIZE)
+    )
+    attacker.join()
+    print(f"\n{direction}: {SIZE} octets in {t.seconds:.2f} s, test {seconds_since(start)} s")
+    for v in volleys["outside"] + volleys["inside"]:
+        print(
+            f"  at {v.at}: {[f.what for f in v.sent]} -> {v.challenge_acks} challenge ACKs, "
+            f"{v.suppressed} suppressed"
+        )
+
+    assert t.intact, f"{t.count} octets, SHA-256 {t.digest}"
+    broken = [k for k in kinds(news, t.cid) if k in (EventKind.RESET, EventKind.TIMED_OUT)]
+    assert not broken, f"the connection was broken: {broken}"
+    for v in volleys["outside"]:
+        assert (v.challenge_acks, v.suppressed) == (0, 0), f"out of the window at {v.at}: {v}"
+    for v in volleys["inside"]:
+        assert (v.challenge_acks, v.suppressed) == (len(v.sent), 0), f"in the window at {v.at}: {v}"
+    total = sum(len(v.sent) for v in volleys["inside"])
+    assert t.status.challenge_acks == total, t.status
+    assert stack.errors == [], stack.errors
+
+
+def answers(log: list[Seen], forgeries: list[Forgery]) -> list[list[Seen]] | None:
+    """What the stack sent after each forgery and before the next, from `log` (one connection's
+    segments, on a connection where nothing else moves); None until the last one has been answered."""
+    keys = [(f.flags, f.seq) for f in forgeries]
+    found: list[list[Seen]] = []
+    for s in log:
+        if not s.out and (int(s.flags), s.seq) in keys[len(found) : len(found) + 1]:
+            found.append([])
+        elif s.out and found:
+            found[-1].append(s)
+    return found if len(found) == len(forgeries) and found[-1] else None
+
+
+QUIET_SIZE = 1_000_000
+
+
+def test_each_forgery_answered_as_rfc_5961_says_on_a_quiet_connection(
+    lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython, wire: Wire
+) -> None:
+    """Between two halves of an upload, with everything sent acknowledged and nothing moving, each
+    forgery's answer is seen on its own: a RST out of the window gets none (RFC 5961 section 3.2: it
+    is silently dropped); a SYN out of the window gets the ACK every unacceptable segment gets (RFC
+    9293 section 3.10.7.4); a RST or a SYN in the window gets one challenge ACK,
+    <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (sections 3.2 and 4.2). Then the upload goes on, intact."""
+    stack = lab_stack
+    segments = Segments(stack)
+    news = connection_news(stack)
+    server = kernel_python(SINK_SERVER, stack_lab.kernel_addr, 0)
+    (port,) = server.expect("READY ")
+    cid = stack.open(stack_lab.kernel_addr, int(port), timeout=5)
+    pieces, handed = pattern(2 * QUIET_SIZE), 0
+    for piece in pieces:  # the first half
+        handed += stack.send(cid, piece, timeout=30)
+        if handed >= QUIET_SIZE:
+            break
+
+    def quiet() -> bool:
+        st = stack.status(cid)
+        return st.send_queued == st.send_unacked == 0 and not st.timers
+
+    wait_for(quiet, 10, "everything sent to be acknowledged, and no timer running")
+    st = stack.status(cid)
+    forgeries = [
+        *out_of_window(st),
+        aimed(st, Flags.RST, 1, "1", inside=True),
+        aimed(st, Flags.SYN, 0, "0", inside=True),
+        aimed(st, Flags.SYN, st.rcv_wnd - 1, "wnd-1", inside=True),
+        aimed(st, Flags.RST, st.rcv_wnd // 2, "wnd/2", inside=True),  # answered: the wait ends there
+    ]
+    mark = len(segments)
+    wire.send(*(f.packet(stack_lab, st) for f in forgeries))
+    answered: list[list[list[Seen]]] = []
+
+    def all_answered() -> bool:
+        found = answers(segments.since(mark, st.local_port), forgeries)
+        answered[:] = [found] if found is not None else []
+        return found is not None
+
+    wait_for(all_answered, 10, "the last forgery's challenge ACK")
+    after = stack.status(cid)
+    challenge = (Flags.ACK, st.snd_nxt, st.rcv_nxt, 0)
+    for forgery, sent in zip(forgeries, answered[0], strict=True):
+        got = [(s.flags & ~Flags.PSH, s.seq, s.ack, s.length) for s in sent]
+        if forgery.flags == Flags.RST and not forgery.inside:
+            assert got == [], f"{forgery.what} was answered: {got}"
+        else:
+            assert got == [challenge], f"{forgery.what}: {got}, not one ACK {challenge}"
+    assert after.challenge_acks - st.challenge_acks == sum(f.inside for f in forgeries), after
+    assert (after.state, after.snd_nxt, after.rcv_nxt) == (State.ESTABLISHED, st.snd_nxt, st.rcv_nxt)
+
+    for piece in pieces:
+        stack.send(cid, piece, timeout=30)
+    stack.close(cid)
+    count, digest = server.expect("EOF ", timeout=30)
+    assert (int(count), digest) == (2 * QUIET_SIZE, pattern_sha256(2 * QUIET_SIZE))
+    assert not {EventKind.RESET, EventKind.TIMED_OUT} & set(kinds(news, cid)), kinds(news, cid)
+
+
+def test_a_reset_exactly_at_rcv_nxt_resets_the_connection(
+    lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython, wire: Wire
+) -> None:
+    """The control for the tests above: the same forgery, aimed the same way at RCV.NXT itself, in the
+    middle of an upload, resets the connection (RFC 5961 section 3.2, case 1)."""
+    stack = lab_stack
+    segments = Segments(stack)
+    news = connection_news(stack)
+    server = kernel_python(SINK_SERVER, stack_lab.kernel_addr, 0)
+    (port,) = server.expect("READY ")
+    cid = stack.open(stack_lab.kernel_addr, int(port), timeout=5)
+    pieces = pattern(SIZE)
+    for piece in pieces:
+        stack.send(cid, piece, timeout=30)
+        if progress(stack.status(cid), UP) >= 1_000_000:
+            break
+    st = stack.status(cid)
+    assert st.state is State.ESTABLISHED and st.send_unacked + st.send_queued > 0, st
+    rst = aimed(st, Flags.RST, 0, "0", inside=True)
+    mark = len(segments)
+    wire.send(rst.packet(stack_lab, st))
+    wait_for(lambda: segments.arrived(mark, st.local_port, [rst]), 10, "the forged RST")
+    assert stack.wait_state(cid, State.CLOSED, 5), stack.status(cid).state
+    assert EventKind.RESET in kinds(news, cid), kinds(news, cid)
+    with pytest.raises(StackError, match="connection reset"):
+        stack.send(cid, next(pieces), timeout=5)
