@@ -1,32 +1,39 @@
 """A hostile network against the stack, from the Linux side of the lab (issue 7, "How it is proven"):
-forged RSTs and SYNs against established transfers each way (RFC 5961). Every transfer is checked by
-the SHA-256 of every byte.
+forged RSTs and SYNs against established transfers each way (RFC 5961), and a flood of 10,000 spoofed
+SYNs against a passive OPEN while a real client connects (RFC 4987). Every transfer is checked by the
+SHA-256 of every byte.
 
 The attacks are built with scapy, a packet library the project does not write, and written from the
 kernel's namespace straight onto the lab's veth through a packet socket: the stack sees them as it
 would see them from a host or router on the wire. Forged segments carry the kernel side's address and
 port; their sequence numbers are aimed from the live STATUS of the connection under attack.
 
-Network rule: traffic only inside the lab these tests build (198.18.0.0/15). No test sleeps in place
+Network rule: traffic only inside the lab these tests build (198.18.0.0/15). The spoofed SYN sources
+are in 198.19.0.0/16, part of that range; the stack's answers to them go to the kernel's namespace
+(which forwards nothing) over the lab's veth, by a route of the test's own. No test sleeps in place
 of a condition: each waits for its packets to reach the stack (seen through Stack.tap), on a STATUS
 field, on an event, or on a program's output. Times are printed, never asserted.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import random
 import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
 from stack.lab import Lab
 from stack.runtime import Stack, StackError
-from stack.services import pattern, pattern_sha256
+from stack.services import pattern, pattern_bytes, pattern_sha256
 from stack.tcp import Event, EventKind, State, TcbStatus
 from stack.tcp.seq import seq_diff
 from stack.wire.tcp import Flags, TcpSegment
@@ -38,6 +45,7 @@ from tests.interop.transfer import (
     kernel_ns_run,
     receive_from_kernel,
     send_to_kernel,
+    stack_ns_run,
 )
 
 scapy = pytest.importorskip("scapy.all")
@@ -446,3 +454,167 @@ def test_a_reset_exactly_at_rcv_nxt_resets_the_connection(
     assert EventKind.RESET in kinds(news, cid), kinds(news, cid)
     with pytest.raises(StackError, match="connection reset"):
         stack.send(cid, next(pieces), timeout=5)
+
+
+# -- a SYN flood against a passive OPEN (RFC 4987) ------------------------------------------------------
+
+FLOOD = 10_000
+SPOOFED = IPv4Network("198.19.0.0/16")
+FLOOD_PORT = 8080
+ECHOED = 200_000
+SYN_RECEIVED_TIMEOUT = 3.0  # seconds a half-open connection is kept: short, so that the test sees them go
+
+
+@pytest.fixture
+def spoofed_sources_routed(stack_lab: Lab) -> Iterator[None]:
+    """The stack's namespace routes 198.19.0.0/16 through the kernel's side, as a host's default route
+    would: the stack's SYN,ACKs to the spoofed sources go over the veth, and the kernel's namespace,
+    which forwards nothing, drops them."""
+    via = str(stack_lab.kernel_addr)
+    assert kernel_ns_run(stack_lab, ["sysctl", "-n", "net.ipv4.ip_forward"]).strip() == "0"
+    stack_ns_run(stack_lab, ["ip", "route", "add", str(SPOOFED), "via", via])
+    try:
+        yield
+    finally:
+        stack_ns_run(stack_lab, ["ip", "route", "del", str(SPOOFED), "via", via])
+
+
+def spoofed_syns(lab: Lab, port: int, n: int, seed: int) -> list[bytes]:
+    """`n` SYNs from random addresses of 198.19.0.0/16 and random ports, with random sequence numbers
+    and an MSS option: one scapy packet, its fields changed and the whole built again for each."""
+    rng = random.Random(seed)
+    base = int(SPOOFED.network_address)
+    syn = scapy.IP(dst=str(lab.stack_addr)) / scapy.TCP(
+        dport=port, flags="S", window=64240, options=[("MSS", 1460)]
+    )
+    built = []
+    for _ in range(n):
+        syn.src = str(IPv4Address(base + rng.randrange(1, 65535)))
+        syn[scapy.TCP].sport = rng.randrange(1024, 65536)
+        syn[scapy.TCP].seq = rng.getrandbits(32)
+        built.append(bytes(syn))  # checksums computed afresh
+    return built
+
+
+class SynArrivals:
+    """The SYNs reaching the stack's port, in order, through Stack.tap: which were the flood's, and
+    when the flood's last one came."""
+
+    def __init__(self, stack: Stack, port: int, last_seq: int) -> None:
+        self.port, self.last_seq = port, last_seq
+        self.order: list[bool] = []  # True: a spoofed SYN of the flood; False: the real client's
+        self.last_at: float | None = None
+        stack.tap(self._tap)
+
+    def _tap(self, direction: str, src: IPv4Address, dst: object, seg: TcpSegment, *_: object) -> None:
+        if direction != "in" or seg.dst_port != self.port or not seg.flags & Flags.SYN:
+            return
+        spoofed = src in SPOOFED
+        self.order.append(spoofed)
+        if spoofed and seg.seq == self.last_seq:
+            self.last_at = time.monotonic()
+
+    def client_amid_flood(self) -> tuple[int, int]:
+        """(flood SYNs before the client's first SYN, flood SYNs after it)."""
+        order = list(self.order)
+        first = order.index(False)
+        return first, sum(order[first:])
+
+
+def test_a_syn_flood_does_not_keep_a_real_client_out(
+    lab_stack: Stack, stack_lab: Lab, wire: Wire, spoofed_sources_routed: None
+) -> None:
+    """10,000 spoofed SYNs as fast as one packet socket sends them, against a passive OPEN with the
+    default backlog (128). A real client of the kernel's namespace connects in the middle of the flood
+    (its SYN reaches the stack between the flood's) and gets back what it sent; the passive OPEN never
+    holds more half-open connections than its backlog and answers the rest with SYN cookies; the
+    flood's half-open connections time out; the stack's threads live through it all."""
+    stack = lab_stack
+    config = dataclasses.replace(stack.config, syn_received_timeout=SYN_RECEIVED_TIMEOUT)
+    assert config.backlog == 128
+    start = time.monotonic()
+    syns = spoofed_syns(stack_lab, FLOOD_PORT, FLOOD, seed=4987)
+    built = seconds_since(start)
+    arrivals = SynArrivals(stack, FLOOD_PORT, int(scapy.IP(syns[-1])[scapy.TCP].seq))
+    cid = stack.listen(FLOOD_PORT, config=config)
+    half_open_seen = [0]
+
+    def watch_half_open() -> int:
+        n = stack.status(cid).half_open
+        half_open_seen[0] = max(half_open_seen[0], n)
+        return n
+
+    # The stack's side: the passive OPEN's connection, once a handshake completes, sends back all it
+    # received, and closes when the test says.
+    release = threading.Event()
+    times: dict[str, float] = {}
+
+    def echo() -> None:
+        assert stack.wait_state(cid, State.ESTABLISHED, 60), stack.status(cid).state
+        times["established"] = seconds_since(start)
+        data = stack.receive(cid, 1 << 30, timeout=60, until_close=True)
+        stack.send(cid, data, timeout=30)
+        assert release.wait(60)
+        stack.close(cid)
+
+    echoer = Attack(echo)
+    halfway = threading.Event()
+
+    def flood() -> None:
+        times["flood start"] = seconds_since(start)
+        for i, syn in enumerate(syns):
+            if i == FLOOD // 2:
+                halfway.set()
+            wire.send(syn)
+        times["flood sent"] = seconds_since(start)
+
+    flooder = Attack(flood)
+    assert halfway.wait(30), "the flood never got halfway"
+    with stack_lab.enter_kernel_ns():
+        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        times["client start"] = seconds_since(start)
+        payload = pattern_bytes(ECHOED)
+        client.settimeout(30)
+        client.connect((str(stack_lab.stack_addr), FLOOD_PORT))
+        times["client connected"] = seconds_since(start)
+        client.sendall(payload)
+        client.shutdown(socket.SHUT_WR)
+        back = bytearray()
+        while len(back) < ECHOED and (piece := client.recv(1 << 16)):
+            back += piece
+            watch_half_open()
+        times["echo back"] = seconds_since(start)
+        flooder.join()
+        wait_for(lambda: arrivals.last_at is not None, 30, "the flood's last SYN to reach the stack")
+        during = stack.status(cid)
+        # SYN-RECEIVED is bounded in time: the flood's half-open connections time out (the timer
+        # thread at work), while the connection they could not keep out stays open.
+        wait_for(
+            lambda: watch_half_open() < during.half_open, 4 * SYN_RECEIVED_TIMEOUT, "half-open ones to go"
+        )
+        times["half-open timed out"] = seconds_since(start)
+        release.set()
+        echoer.join()
+        assert client.recv(1) == b"", "the stack's side did not close"
+    finally:
+        release.set()
+        client.close()
+    assert arrivals.last_at is not None
+    times["flood through"] = round(arrivals.last_at - start, 2)
+    before, after = arrivals.client_amid_flood()
+    st = stack.status(cid)
+    print(
+        f"\nSYN flood: {FLOOD} SYNs built in {built} s; {len(arrivals.order)} SYNs reached the stack "
+        f"({before} of the flood before the client's first, {after} after); times {times}; passive OPEN: "
+        f"half-open at most {half_open_seen[0]}, {during.half_open} once the flood was through, SYN "
+        f"cookies sent {st.syn_cookies_sent}, taken {st.syn_cookies_taken}; "
+        f"test {seconds_since(start)} s"
+    )
+
+    assert bytes(back) == payload, f"{len(back)} octets back, SHA-256 {hashlib.sha256(back).hexdigest()}"
+    assert before > 0 and after > 0, f"the client's SYN did not come amid the flood: {before}, {after}"
+    assert half_open_seen[0] <= config.backlog and during.half_open <= config.backlog
+    assert st.syn_cookies_sent > 0 or st.syn_cookies_taken > 0, st
+    assert all(t.is_alive() for t in stack._threads), stack._threads
+    assert stack.errors == [], stack.errors[:5]
