@@ -1,7 +1,8 @@
 """A hostile network against the stack, from the Linux side of the lab (issue 7, "How it is proven"):
-forged RSTs and SYNs against established transfers each way (RFC 5961), and a flood of 10,000 spoofed
-SYNs against a passive OPEN while a real client connects (RFC 4987). Every transfer is checked by the
-SHA-256 of every byte.
+forged RSTs and SYNs against established transfers each way (RFC 5961), a flood of 10,000 spoofed SYNs
+against a passive OPEN while a real client connects (RFC 4987), ICMP fragmentation needed in the middle
+of a transfer (RFC 1191), and ICMP unreachable messages judged by the sequence number they quote
+(RFC 5927). Every transfer is checked by the SHA-256 of every byte.
 
 The attacks are built with scapy, a packet library the project does not write, and written from the
 kernel's namespace straight onto the lab's veth through a packet socket: the stack sees them as it
@@ -17,10 +18,12 @@ field, on an event, or on a program's output. Times are printed, never asserted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -43,6 +46,7 @@ from tests.interop.transfer import (
     KernelPython,
     Transfer,
     kernel_ns_run,
+    nft_in_kernel_ns,
     receive_from_kernel,
     send_to_kernel,
     stack_ns_run,
@@ -618,3 +622,163 @@ def test_a_syn_flood_does_not_keep_a_real_client_out(
     assert st.syn_cookies_sent > 0 or st.syn_cookies_taken > 0, st
     assert all(t.is_alive() for t in stack._threads), stack._threads
     assert stack.errors == [], stack.errors[:5]
+
+
+# -- ICMP errors (RFC 5927, RFC 1191) ---------------------------------------------------------------------
+
+
+def icmp_error(lab: Lab, st: TcbStatus, code: int, seq: int, *, mtu: int = 0, length: int = 1500) -> object:
+    """ICMP destination unreachable from the kernel's address, quoting a datagram of the stack's: its
+    IPv4 header (stack to kernel, TCP, `length` octets) and the first 8 octets of its TCP header, with
+    the connection's ports and sequence number `seq` (what RFC 792 asks a router to quote)."""
+    quoted_ip = scapy.IP(src=str(lab.stack_addr), dst=str(lab.kernel_addr), proto=6, len=length, flags="DF")
+    tcp8 = bytes(scapy.TCP(sport=st.local_port, dport=st.remote_port, seq=seq % (1 << 32), flags="A"))[:8]
+    icmp = scapy.ICMP(type=3, code=code, nexthopmtu=mtu) if code == 4 else scapy.ICMP(type=3, code=code)
+    return (
+        scapy.IP(src=str(lab.kernel_addr), dst=str(lab.stack_addr))
+        / icmp
+        / scapy.Raw(bytes(quoted_ip)[:20] + tcp8)
+    )
+
+
+NARROW_MTU = 1000
+NARROW_MSS = NARROW_MTU - 40
+
+
+@contextlib.contextmanager
+def narrowed_path(lab: Lab, port: int) -> Iterator[Callable[[], int]]:
+    """The path from the stack narrows to NARROW_MTU: the kernel's namespace drops every datagram of the
+    stack's connection from `port` longer than that, as a router on a narrower link would drop one with
+    Don't Fragment set. Yields the function that counts the datagrams dropped so far."""
+    table = "tcpsh_test_narrow_path"
+    remove = nft_in_kernel_ns(
+        lab,
+        table,
+        "chain input {\n"
+        "    type filter hook input priority filter; policy accept;\n"
+        f"    ip saddr {lab.stack_addr} tcp sport {port} ip length > {NARROW_MTU} counter drop\n"
+        "}",
+    )
+
+    def dropped() -> int:
+        listing = kernel_ns_run(lab, ["nft", "list", "table", "ip", table])
+        return int(re.findall(r"counter packets (\d+)", listing)[0])
+
+    try:
+        yield dropped
+    finally:
+        remove()
+
+
+def test_fragmentation_needed_lowers_the_segment_size_in_the_middle_of_an_upload(
+    lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython, wire: Wire
+) -> None:
+    """After 1 MB of an 8 MB upload, the path narrows to 1000 octets and the stack's big segments are
+    lost. Two "fragmentation needed" messages quoting sequence numbers not in flight change nothing;
+    one quoting SND.UNA brings the path MTU down to 1000 and every data segment after it within it, and
+    the upload completes through the narrow path with every octet intact (RFC 1191, RFC 5927)."""
+    stack = lab_stack
+    segments = Segments(stack)
+    news = connection_news(stack)
+    narrow = contextlib.ExitStack()
+    seen: dict[str, TcbStatus] = {}  # STATUS before the path narrowed, after the ignored ICMPs, after it
+    dropped: list[Callable[[], int]] = []  # counts what the narrow path dropped
+    marks: dict[str, int] = {}
+
+    def attack() -> None:
+        cid = first_established(news)
+        wait_for(lambda: progress(stack.status(cid), UP) >= 1_000_000, 30, "1 MB through")
+        seen["before"] = st = stack.status(cid)
+        dropped.append(narrow.enter_context(narrowed_path(stack_lab, st.local_port)))
+        # The big segments in flight are lost: the retransmission timer fires on SND.UNA, held there.
+        wait_for(lambda: stack.status(cid).rto_expiries > st.rto_expiries, 10, "the lost segment's timeout")
+        st = stack.status(cid)
+        assert st.snd_una != st.snd_max and dropped[0]() > 0, st
+
+        wire.send(
+            icmp_error(stack_lab, st, 4, st.snd_una - 100_000, mtu=NARROW_MTU),  # long acknowledged
+            icmp_error(stack_lab, st, 4, st.snd_max + 100_000, mtu=NARROW_MTU),  # never sent
+        )
+        wait_for(lambda: stack.status(cid).icmp_ignored == st.icmp_ignored + 2, 10, "the ICMPs not in flight")
+        seen["ignored"] = ignored = stack.status(cid)
+
+        wire.send(icmp_error(stack_lab, ignored, 4, ignored.snd_una, mtu=NARROW_MTU))
+        wait_for(lambda: stack.status(cid).path_mtu != ignored.path_mtu, 10, "the path MTU to fall")
+        marks["segments"] = len(segments)
+        marks["dropped"] = dropped[0]()
+        seen["believed"] = stack.status(cid)
+
+    start = time.monotonic()
+    with narrow:
+        attacker = Attack(attack)
+        t = send_to_kernel(stack, stack_lab, kernel_python, SIZE)
+        attacker.join()
+        dropped_in_all = dropped[0]()
+    before, ignored, believed = seen["before"], seen["ignored"], seen["believed"]
+    later = [s.length for s in segments.since(marks["segments"], before.local_port) if s.out and s.length]
+    print(
+        f"\nfragmentation needed: {SIZE} octets in {t.seconds:.2f} s (test {seconds_since(start)} s); "
+        f"path MTU {before.path_mtu} -> {believed.path_mtu}, MSS {before.snd_mss} -> {believed.snd_mss}; "
+        f"ICMP ignored {before.icmp_ignored} -> {ignored.icmp_ignored}; {len(later)} data segments "
+        f"after, largest {max(later, default=0)}; dropped by the narrow path {marks['dropped']} before "
+        f"the MTU fell, {dropped_in_all} in all"
+    )
+    assert t.intact, f"{t.count} octets, SHA-256 {t.digest}"
+    assert ignored.icmp_ignored == before.icmp_ignored + 2 and ignored.icmp_errors == before.icmp_errors
+    assert (ignored.path_mtu, ignored.snd_mss) == (before.path_mtu, before.snd_mss), (before, ignored)
+    assert before.path_mtu == stack.link.mtu and before.snd_mss > NARROW_MSS, before
+    assert believed.path_mtu == NARROW_MTU and believed.snd_mss <= NARROW_MSS, believed
+    assert t.status.path_mtu == NARROW_MTU and t.status.snd_mss <= NARROW_MSS, t.status
+    assert later and max(later) <= NARROW_MSS, sorted(set(later))[-5:]
+    assert dropped_in_all == marks["dropped"], "datagrams too big for the path after the MTU fell"
+    assert EventKind.PATH_MTU in kinds(news, t.cid)
+    assert stack.errors == [], stack.errors
+
+
+def test_port_unreachable_quoting_data_in_flight_aborts_the_connection(
+    lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython, wire: Wire
+) -> None:
+    """With data in flight (Linux's side drops it, as a host whose TCP port went away would), ICMP
+    errors quoting a sequence number outside [SND.UNA, SND.MAX) are ignored; host unreachable quoting
+    one in flight is a soft error, reported with the connection kept; port unreachable quoting one in
+    flight aborts it with UNREACHABLE (RFC 5927 section 4.1, RFC 1122 section 4.2.3.9)."""
+    stack = lab_stack
+    news = connection_news(stack)
+    server = kernel_python(SINK_SERVER, stack_lab.kernel_addr, 0)
+    (port,) = server.expect("READY ")
+    cid = stack.open(stack_lab.kernel_addr, int(port), timeout=5)
+    local = stack.status(cid).local_port
+    remove = nft_in_kernel_ns(
+        stack_lab,
+        "tcpsh_test_gone_away",
+        "chain input {\n"
+        "    type filter hook input priority filter; policy accept;\n"
+        f"    ip saddr {stack_lab.stack_addr} tcp sport {local} drop\n"
+        "}",
+    )
+    try:
+        stack.send(cid, pattern_bytes(20_000))
+        st = stack.status(cid)
+        assert seq_diff(st.snd_max, st.snd_una) > 0, st
+
+        wire.send(
+            icmp_error(stack_lab, st, 3, st.snd_una - 1),  # acknowledged (our SYN)
+            icmp_error(stack_lab, st, 3, st.snd_max),  # not yet sent
+        )
+        wait_for(lambda: stack.status(cid).icmp_ignored == st.icmp_ignored + 2, 10, "the ICMPs not in flight")
+        assert stack.status(cid).state is State.ESTABLISHED
+        assert not {EventKind.UNREACHABLE, EventKind.NETWORK_ERROR} & set(kinds(news, cid))
+
+        wire.send(icmp_error(stack_lab, st, 1, st.snd_una))  # host unreachable: soft
+        wait_for(lambda: EventKind.NETWORK_ERROR in kinds(news, cid), 10, "the soft error's news")
+        soft = stack.status(cid)
+        assert soft.state is State.ESTABLISHED and "host unreachable" in soft.soft_error, soft
+
+        wire.send(icmp_error(stack_lab, st, 3, seq_diff(st.snd_max, st.snd_una) // 2 + st.snd_una))
+        wait_for(lambda: EventKind.UNREACHABLE in kinds(news, cid), 10, "the connection to be aborted")
+    finally:
+        remove()
+    assert stack.status(cid).state is State.CLOSED
+    with pytest.raises(StackError, match="destination unreachable"):
+        stack.send(cid, b"more", timeout=5)
+    assert stack.errors == [], stack.errors
