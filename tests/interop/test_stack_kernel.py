@@ -27,7 +27,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -38,9 +37,18 @@ from stack.lab import Lab
 from stack.runtime import Stack, StackError
 from stack.services import pattern, pattern_bytes, pattern_sha256
 from stack.tcp import Event, EventKind, State
-from stack.wire.tcp import Flags, TcpSegment
+from stack.wire.tcp import Flags
 from tests.interop.conftest import KernelProcess, wait_for
-from tests.interop.transfer import SINK_SERVER, download, kernel_ns_run, nft_in_kernel_ns, random_loss, upload
+from tests.interop.transfer import (
+    SINK_SERVER,
+    Seen,
+    Trace,
+    download,
+    kernel_ns_run,
+    nft_in_kernel_ns,
+    random_loss,
+    upload,
+)
 
 pytestmark = pytest.mark.root
 
@@ -130,60 +138,6 @@ print(json.dumps({"status": resp.status, "reason": resp.reason,
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Seen:
-    """One segment through Stack.tap, in order."""
-
-    direction: str  # "in" or "out"
-    src: IPv4Address
-    dst: IPv4Address
-    seg: TcpSegment
-    at: float
-
-
-class Trace:
-    """Every segment the stack sends or receives, with a way to wait for one."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.segments: list[Seen] = []
-        self._cv = threading.Condition()
-        stack.tap(self._tap)
-
-    def _tap(self, direction: str, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, *_: object) -> None:
-        # (*_: later versions of Stack.tap also pass the whole datagram)
-        with self._cv:
-            self.segments.append(Seen(direction, src, dst, seg, time.monotonic()))
-            self._cv.notify_all()
-
-    def wait_for(self, pred: Callable[[list[Seen]], object], timeout: float, what: str) -> object:
-        with self._cv:
-            result = self._cv.wait_for(lambda: pred(self.segments), timeout)
-        if not result:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}; trace:\n{self.dump()}")
-        return result
-
-    def dump(self) -> str:
-        with self._cv:
-            segments = list(self.segments)
-        t0 = segments[0].at if segments else 0.0
-        return "\n".join(describe(s, t0) for s in segments)
-
-
-def describe(s: Seen, t0: float = 0.0) -> str:
-    seg = s.seg
-    flags = "".join(
-        c
-        for c, f in zip(
-            "FSRPAU", (Flags.FIN, Flags.SYN, Flags.RST, Flags.PSH, Flags.ACK, Flags.URG), strict=True
-        )
-        if seg.flags & f
-    )
-    return (
-        f"{s.at - t0:8.4f} {s.direction:3} {s.src}:{seg.src_port} > {s.dst}:{seg.dst_port} [{flags}] "
-        f"seq={seg.seq} ack={seg.ack} win={seg.window} len={len(seg.payload)}"
-    )
 
 
 def receive_exactly(stack: Stack, cid: str, n: int, timeout: float = 10.0) -> bytes:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import bisect
 import json
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,6 +40,8 @@ from stack.wire.tcp import Flags, TcpSegment
 from tests.interop.conftest import wait_for
 from tests.interop.transfer import (
     KernelPython,
+    Seen,
+    Trace,
     Transfer,
     kernel_ns_run,
     kernel_tcp_counters,
@@ -255,30 +256,6 @@ def test_20mb_through_reordering_and_duplication(
 # -- a receiver that stops reading for ten seconds ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Seen:
-    at: float
-    out: bool  # sent by the stack
-    seg: TcpSegment
-
-
-class Segments:
-    """The stack's segments in and out, in order (through Stack.tap)."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.seen: list[Seen] = []
-        self._lock = threading.Lock()
-        stack.tap(self._tap)
-
-    def _tap(self, direction: str, src: object, dst: object, seg: TcpSegment, *_: object) -> None:
-        with self._lock:
-            self.seen.append(Seen(time.monotonic(), direction == "out", seg))
-
-    def of(self, port: int) -> list[Seen]:
-        with self._lock:
-            return [s for s in self.seen if port in (s.seg.src_port, s.seg.dst_port)]
-
-
 def tries_answered(segments: list[Seen], *, sender_is_stack: bool) -> tuple[int, float]:
     """How the sender tried a shut window: (tries answered, seconds the window stayed shut).
 
@@ -344,7 +321,7 @@ def test_linux_stops_reading_for_ten_seconds_and_the_stack_probes_until_it_drain
     lab_stack: Stack, stack_lab: Lab, kernel_python: KernelPython, keep: Keep
 ) -> None:
     stack = lab_stack
-    segments = Segments(stack)
+    segments = Trace(stack)
     news = connection_news(stack)
     t = send_to_kernel(
         stack, stack_lab, kernel_python, ZERO_WINDOW_SIZE, receiver=PAUSING_SINK, args=(16384, PAUSE)
@@ -365,7 +342,7 @@ def test_the_stack_stops_reading_for_ten_seconds_and_linux_probes_until_it_drain
     lab_stack: Stack, stack_lab: Lab, keep: Keep
 ) -> None:
     stack = lab_stack
-    segments = Segments(stack)
+    segments = Trace(stack)
     news = connection_news(stack)
     during: dict[str, object] = {}
 

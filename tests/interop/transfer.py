@@ -11,14 +11,19 @@ import contextlib
 import hashlib
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+import pytest
 
 from stack.lab import Lab
 from stack.runtime import Stack
 from stack.services import pattern, pattern_sha256
 from stack.tcp import State, TcbConfig, TcbStatus
+from stack.wire.tcp import Flags, TcpSegment
 from tests.interop.conftest import KernelProcess, wait_for
 
 KernelPython = Callable[..., KernelProcess]
@@ -268,3 +273,70 @@ def upload(stack: Stack, lab: Lab, kernel_python: KernelPython, n: int) -> tuple
 def download(stack: Stack, lab: Lab, n: int) -> tuple[int, str]:
     """GET /bytes/N from the kernel's HTTP service; return the body's count and hash."""
     return receive_from_kernel(stack, lab, n).outcome
+
+
+# -- segments seen by the stack -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One segment through Stack.tap, in order."""
+
+    direction: str  # "in" or "out"
+    src: IPv4Address
+    dst: IPv4Address
+    seg: TcpSegment
+    at: float
+
+    @property
+    def out(self) -> bool:
+        """Sent by the stack."""
+        return self.direction == "out"
+
+
+class Trace:
+    """Every segment the stack sends or receives, with a way to wait for one."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.segments: list[Seen] = []
+        self._cv = threading.Condition()
+        stack.tap(self._tap)
+
+    def _tap(self, direction: str, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, *_: object) -> None:
+        # (*_: later versions of Stack.tap also pass the whole datagram)
+        with self._cv:
+            self.segments.append(Seen(direction, src, dst, seg, time.monotonic()))
+            self._cv.notify_all()
+
+    def wait_for(self, pred: Callable[[list[Seen]], object], timeout: float, what: str) -> object:
+        with self._cv:
+            result = self._cv.wait_for(lambda: pred(self.segments), timeout)
+        if not result:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}; trace:\n{self.dump()}")
+        return result
+
+    def of(self, port: int) -> list[Seen]:
+        """The segments of the connection on this port of either side, so far."""
+        with self._cv:
+            return [s for s in self.segments if port in (s.seg.src_port, s.seg.dst_port)]
+
+    def dump(self) -> str:
+        with self._cv:
+            segments = list(self.segments)
+        t0 = segments[0].at if segments else 0.0
+        return "\n".join(describe(s, t0) for s in segments)
+
+
+def describe(s: Seen, t0: float = 0.0) -> str:
+    seg = s.seg
+    flags = "".join(
+        c
+        for c, f in zip(
+            "FSRPAU", (Flags.FIN, Flags.SYN, Flags.RST, Flags.PSH, Flags.ACK, Flags.URG), strict=True
+        )
+        if seg.flags & f
+    )
+    return (
+        f"{s.at - t0:8.4f} {s.direction:3} {s.src}:{seg.src_port} > {s.dst}:{seg.dst_port} [{flags}] "
+        f"seq={seg.seq} ack={seg.ack} win={seg.window} len={len(seg.payload)}"
+    )
