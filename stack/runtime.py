@@ -50,6 +50,9 @@ class Link(Protocol):
     def close(self) -> None: ...
 
 
+KEEP_ERRORS = 100
+
+
 class StackError(Exception):
     """A user call failed; str() is the one line to show."""
 
@@ -76,6 +79,7 @@ class Counters:
     echo_replies: int = 0  # echo requests answered
     icmp_errors: int = 0  # error messages handed to the pool (destination unreachable, time exceeded...)
     icmp_ignored: int = 0  # other ICMP types, and echo requests from an address that is not unicast
+    send_failures: int = 0  # datagrams the link refused (no route, a full queue)
     other_protocols: int = 0  # datagrams of a protocol other than TCP or ICMP: dropped
     # What IPv4 reassembly did: fragments in, datagrams reassembled, fragments dropped, and why
     # (timeouts, overlaps, the memory bound, tiny fragments...). The Reassembler's own counters.
@@ -123,7 +127,14 @@ class Stack:
             threading.Thread(target=self._receive_loop, name="tcpsh-receive", daemon=True),
             threading.Thread(target=self._timer_loop, name="tcpsh-timer", daemon=True),
         ]
+        # What went wrong inside the stack's threads (a bug, never a network condition): the last
+        # KEEP_ERRORS of them, so that nothing grows without bound.
         self.errors: list[str] = []
+        self.last_send_failure = ""
+
+    def _error(self, message: str) -> None:
+        self.errors.append(message)
+        del self.errors[:-KEEP_ERRORS]
 
     # ------------------------------------------------------------------ life cycle
 
@@ -218,13 +229,16 @@ class Stack:
         )
 
     def _transmit(self, datagram: bytes, dst: IPv4Address) -> bool:
-        """Send one datagram under the send lock; False (the error kept in `errors`) when it failed."""
+        """Send one datagram under the send lock; False (counted in `send_failures`) when it failed."""
         with self._send_lock:
             try:
                 self.link.send(datagram, dst)
                 return True
             except OSError as e:
-                self.errors.append(f"send to {dst}: {e.strerror or e}")
+                # The network's answer (no route, a full queue), not the stack's fault: counted, and
+                # the last one kept for `status`, never piling up.
+                self.counters.send_failures += 1
+                self.last_send_failure = f"send to {dst}: {e.strerror or e}"
                 return False
 
     def _emit(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address, ip: IpParams | None = None) -> None:
@@ -280,7 +294,7 @@ class Stack:
                 try:
                     call()
                 except Exception as e:
-                    self.errors.append(f"posted: {e!r}")
+                    self._error(f"posted: {e!r}")
             if not news and not posted:
                 return
             for cid, ev in news:
@@ -288,7 +302,7 @@ class Stack:
                     try:
                         fn(cid, ev)
                     except Exception as e:  # a listener's bug never stops the stack
-                        self.errors.append(f"listener: {e!r}")
+                        self._error(f"listener: {e!r}")
 
     # ------------------------------------------------------------------ threads
 
@@ -299,7 +313,7 @@ class Stack:
             except (OSError, ValueError) as e:
                 if self._stopping:
                     return
-                self.errors.append(f"receive: {e}")
+                self._error(f"receive: {e}")
                 continue
             self._expire_fragments()
             if not frames:
@@ -313,7 +327,7 @@ class Stack:
                         self.counters.bad_packets += 1
                     except Exception as e:  # a bad packet never stops the receive thread
                         self.counters.bad_packets += 1
-                        self.errors.append(f"input: {e!r}")
+                        self._error(f"input: {e!r}")
             self._deliver_news()
 
     def _expire_fragments(self) -> None:
@@ -376,7 +390,7 @@ class Stack:
             try:
                 pieces = fragment(header, reply, self.link.mtu)
             except ValueError as e:
-                self.errors.append(f"echo reply to {ip.src}: {e}")
+                self._error(f"echo reply to {ip.src}: {e}")
                 return
             for piece_header, piece in pieces:
                 if not self._transmit(build_ipv4(piece_header, piece), ip.src):
@@ -408,7 +422,7 @@ class Stack:
                     try:
                         self.pool.fire_timer(conn, now)
                     except Exception as e:
-                        self.errors.append(f"timer: {e!r}")
+                        self._error(f"timer: {e!r}")
             self._deliver_news()
 
     # ------------------------------------------------------------------ user calls

@@ -96,6 +96,7 @@ def stack_notes(c: Counters, pool: Pool) -> list[str]:
     r = c.reassembly
     parts = [
         (c.bad_packets, "bad packets dropped"),
+        (c.send_failures, "datagrams the link refused"),
         (c.not_for_us, "not for this address"),
         (pool.resets_sent, "RSTs for no connection"),
         (pool.dropped, "from a source that is not unicast"),

@@ -63,9 +63,10 @@ class TcbConfig:
     # RFC 5961 section 7: challenge ACKs a connection sends in a second, at most.
     challenge_ack_limit: int = 10
     # A passive OPEN holds at most `backlog` half-open connections (SYN-RECEIVED), each for at most
-    # syn_received_timeout seconds; past the backlog it answers with SYN cookies (RFC 4987).
+    # syn_received_timeout seconds (then back to LISTEN); past the backlog it answers with SYN cookies
+    # (RFC 4987). 180 s keeps MUST-23 (a SYN,ACK is a SYN); the user may choose less.
     backlog: int = 128
-    syn_received_timeout: float = 60.0
+    syn_received_timeout: float = 180.0
     # Connections and half-open connections the stack holds at most (a stack-wide default).
     max_connections: int = 65536
     # The out-of-order queue holds at most this many pieces (its octets are bounded by the window).

@@ -988,6 +988,11 @@ class Tcb:
                     return
                 if st is State.TIME_WAIT and f & Flags.FIN:
                     self._start_time_wait(now)  # a retransmitted FIN: re-acknowledge, restart 2 MSL
+                if f & Flags.SYN:
+                    # RFC 5961 section 4.2: a SYN, whatever its sequence number, gets a challenge ACK,
+                    # under the same limit as the others (section 7).
+                    self._challenge_ack(now)
+                    return
                 self._ack_now = True  # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>
                 return
             if seg.payload:
@@ -1628,7 +1633,13 @@ class Tcb:
             self._arm_rtx(now)  # RFC 6298 (5.1)
 
     def _r2(self) -> float:
+        if self._half_open_passive():
+            return min(self.config.r2_syn, self.config.syn_received_timeout)
         return self.config.r2_syn if self.state in (State.SYN_SENT, State.SYN_RECEIVED) else self.config.r2
+
+    def _half_open_passive(self) -> bool:
+        """SYN-RECEIVED reached from LISTEN: a handshake the user never asked for by name."""
+        return self.state is State.SYN_RECEIVED and self.from_listen
 
     def _arm_rtx(self, now: float, *, restart: bool = False) -> None:
         """Run the retransmission timer for RTO, never past the R2 limit of this episode (MUST-20)."""
@@ -1670,11 +1681,16 @@ class Tcb:
         """RETRANSMISSION TIMEOUT with RFC 6298 (5.4)-(5.7), R1 and R2 (RFC 9293 section 3.8.3)."""
         del self._timers[RTX]
         if now - self._episode_start >= self._r2():
+            if self._half_open_passive():
+                # A peer that never completed the handshake: back to LISTEN after syn_received_timeout,
+                # as for a RST (3.10.7.4); the passive OPEN stays, the user need not be told.
+                self._return_to_listen()
+                return
             # R2 passed (MUST-20, and MUST-22 for a SYN): give up, tell the user (USER TIMEOUT).
             self._time_out(str(TcpError.TIMED_OUT))
             return
         self._retx_count += 1
-        if self._retx_count >= self.config.r1 and not self._r1_told:
+        if self._retx_count >= self.config.r1 and not self._r1_told and not self._half_open_passive():
             # R1 passed: tell the user, the connection goes on (SHLD-9).
             self._r1_told = True
             self._signal(EventKind.RETRANSMITTING, f"{self._retx_count} retransmissions without answer")

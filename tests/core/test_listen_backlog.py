@@ -62,7 +62,7 @@ class Listener:
 
 
 def test_a_real_client_gets_the_passive_open_while_a_spoofed_syn_holds_it_half_open():
-    lis = Listener()
+    lis = Listener(syn_received_timeout=30.0)
     lis.pool.deliver(spoofed(1), syn(1111), 0.0)
     assert lis.conn.tcb.state is State.SYN_RECEIVED  # RFC 9293 3.10.7.2: the passive OPEN answers it
     lis.pool.deliver(CLIENT, syn(5000, seq=900), 0.1)
@@ -73,9 +73,22 @@ def test_a_real_client_gets_the_passive_open_while_a_spoofed_syn_holds_it_half_o
     assert (lis.conn.tcb.remote_addr, lis.conn.tcb.remote_port) == (CLIENT, 5000)
     assert lis.events == [("c1", EventKind.ESTABLISHED)]
     assert lis.pool.status(lis.conn, 0.2).half_open == 1  # the spoofed handshake, still waiting
-    lis.run_timers(until=200.0)
-    assert lis.pool.status(lis.conn, 200.0).half_open == 0  # gone after syn_received_timeout, untold
+    lis.run_timers(until=29.0)
+    assert lis.pool.status(lis.conn, 29.0).half_open == 1
+    lis.run_timers(until=31.0)
+    assert lis.pool.status(lis.conn, 31.0).half_open == 0  # gone after syn_received_timeout, untold
     assert lis.conn.tcb.state is State.ESTABLISHED and lis.events == [("c1", EventKind.ESTABLISHED)]
+
+
+def test_a_spoofed_syn_alone_gives_the_passive_open_back_to_listen_without_a_word():
+    lis = Listener(syn_received_timeout=30.0)
+    lis.pool.deliver(spoofed(1), syn(1111), 0.0)
+    lis.run_timers(until=29.0)
+    assert lis.conn.tcb.state is State.SYN_RECEIVED
+    lis.run_timers(until=31.0)
+    assert lis.conn.tcb.state is State.LISTEN and lis.events == []
+    lis.pool.deliver(CLIENT, syn(5000, seq=900), 40.0)  # and it still serves the next peer
+    assert lis.conn.tcb.state is State.SYN_RECEIVED and lis.conn.tcb.remote_addr == CLIENT
 
 
 def test_past_the_backlog_syns_get_cookies_and_nothing_is_kept():

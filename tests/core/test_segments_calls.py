@@ -760,15 +760,31 @@ def test_r2_is_configurable(r2):
 
 @pytest.mark.parametrize("state", SYN_STATES)
 def test_r2_for_syn_is_at_least_three_minutes(state):
-    """MUST-22, MUST-23: the SYN is retransmitted for at least 3 minutes before the attempt is given up."""
+    """MUST-22, MUST-23: the SYN (or SYN,ACK) is retransmitted for at least 3 minutes before the attempt
+    is given up. An active OPEN then times out; a handshake a passive OPEN answered goes back to LISTEN
+    without a word, as for a RST (3.10.7.4): the passive OPEN stays for the next peer."""
     tcb = build(state)
     sent = []
+    seen = []
     while tcb.state is state:
         t, res = run_timer(tcb)
         sent += [t for s in res.segments if s.flags & SYN]
+        seen += kinds(res)
     assert t == 180.0
-    assert kinds(res) == [EventKind.TIMED_OUT, EventKind.CLOSED]
     assert sent == [1.0, 3.0, 7.0, 15.0, 31.0, 63.0, 123.0]
+    if state is State.SYN_SENT:
+        assert kinds(res) == [EventKind.TIMED_OUT, EventKind.CLOSED]
+    else:
+        assert tcb.state is State.LISTEN and seen == []  # not even R1's "retransmitting"
+
+
+def test_a_passive_handshake_may_be_bounded_sooner():
+    """syn_received_timeout (below R2 for a SYN only by the user's choice, MUST-23) ends a handshake the
+    passive OPEN answered: back to LISTEN."""
+    tcb = syn_received(TcbConfig(syn_received_timeout=10.0))
+    while tcb.state is State.SYN_RECEIVED:
+        t, _ = run_timer(tcb)
+    assert (t, tcb.state) == (10.0, State.LISTEN)
 
 
 def test_r2_for_syn_is_configurable():

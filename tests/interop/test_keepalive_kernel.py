@@ -10,7 +10,7 @@ from stack.runtime import Stack
 from stack.tcp import Event, EventKind, State
 from stack.wire.tcp import TcpSegment
 from tests.interop.conftest import wait_for
-from tests.interop.test_stack_kernel import nft_in_kernel_ns
+from tests.interop.transfer import nft_in_kernel_ns
 
 pytestmark = pytest.mark.root
 

@@ -293,6 +293,27 @@ class Seen:
         """Sent by the stack."""
         return self.direction == "out"
 
+    @property
+    def port(self) -> int:
+        """The stack's port."""
+        return self.seg.src_port if self.out else self.seg.dst_port
+
+    @property
+    def flags(self) -> Flags:
+        return self.seg.flags
+
+    @property
+    def seq(self) -> int:
+        return self.seg.seq
+
+    @property
+    def ack(self) -> int:
+        return self.seg.ack
+
+    @property
+    def length(self) -> int:
+        return len(self.seg.payload)
+
 
 class Trace:
     """Every segment the stack sends or receives, with a way to wait for one."""
@@ -314,6 +335,15 @@ class Trace:
         if not result:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}; trace:\n{self.dump()}")
         return result
+
+    def __len__(self) -> int:
+        with self._cv:
+            return len(self.segments)
+
+    def since(self, index: int, port: int) -> list[Seen]:
+        """The segments from the `index`-th on, of the stack's connection on `port`."""
+        with self._cv:
+            return [s for s in self.segments[index:] if s.port == port]
 
     def of(self, port: int) -> list[Seen]:
         """The segments of the connection on this port of either side, so far."""
