@@ -35,7 +35,7 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "MUST-31": (f"{TCB} `Tcb._emit`: any length; the pointer says 0xFFFF until the exact offset fits in 16 bits", f"{HARD}test_urgent_pointer_beyond_16_bits_is_0xffff_then_exact"),
     "MUST-33": (f"{TCB} `TcbStatus.urgent_pending`: urgent octets not yet read; shown by `status ID`", f"{HARD}test_urgent_data_end_to_end_is_told_and_counted_until_read"),
     "SHLD-13": ("choice: urgent data is sent only when the user asks (`send --urgent`), to drive peers that use it; nothing in tcpsh uses it otherwise", f"{SC2}test_send_urgent_sets_snd_up_and_urgent_pointer"),
-    "SHLD-6": (f"{TCB} `Tcb._path_mtu_lowered`, `Tcb.eff_snd_mss` from the path MTU (RFC 1191)", f"{ICMP}test_fragmentation_needed_lowers_the_mss_and_sends_again_at_once"),
+    "SHLD-6": (f"{TCB} `Tcb._path_mtu_lowered`, `Tcb.eff_snd_mss` from the path MTU (RFC 1191)", f"{ICMP}test_fragmentation_needed_lowers_the_mss_and_sends_again_at_once, {HOST}test_fragmentation_needed_lowers_the_segment_size_in_the_middle_of_an_upload"),
     "SHLD-2": (f"{TCB} `Tcb._arrives_other`: a RST is processed whatever it carries; its data is ignored", f"{HARD}test_a_rst_carrying_data_resets_all_the_same"),
     "SHLD-3": ("not applicable: CLOSE is a half-close here (MAY-1 taken as RFC 9293 3.10.4 describes it: the user keeps reading), so no data is ever left unread by a close", "-"),
     "MAY-2": ("choice: not implemented; a SYN for a connection in TIME-WAIT gets a challenge ACK (RFC 5961 section 4) and TIME-WAIT lasts one minute (MSL 30 s)", f"{S}test_syn_in_synchronized_state_gets_challenge_ack"),
@@ -48,7 +48,7 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "SHLD-24": ("stack/host.py `_take_route`: each completed route that arrives replaces the last", f"{SR}test_a_route_the_user_gave_overrides_one_that_arrives"),
     "MUST-54": ("stack/runtime.py `Stack._input_icmp` -> stack/host.py `Pool.icmp_error` -> `Tcb.icmp_error`, believed only if the quoted sequence number is in flight (RFC 5927)", f"{IPIN}test_icmp_errors_go_to_the_pool, {ICMP}test_an_error_quoting_nothing_in_flight_is_not_believed"),
     "SHLD-25": (f"{TCB} `Tcb.icmp_error`: `EventKind.NETWORK_ERROR`, a news line in the shell, kept for a timeout's message", f"{ICMP}test_soft_errors_are_reported_and_the_connection_goes_on, {ICMP}test_a_connection_that_times_out_after_a_soft_error_says_so"),
-    "SHLD-26": (f"{TCB} `Tcb.icmp_error`: codes 2 and 3 abort; code 4 (fragmentation needed) lowers the path MTU instead (RFC 1191), as every TCP does", f"{ICMP}test_protocol_or_port_unreachable_aborts_the_connection, {ICMP}test_fragmentation_needed_lowers_the_mss_and_sends_again_at_once"),
+    "SHLD-26": (f"{TCB} `Tcb.icmp_error`: codes 2 and 3 abort; code 4 (fragmentation needed) lowers the path MTU instead (RFC 1191), as every TCP does", f"{ICMP}test_protocol_or_port_unreachable_aborts_the_connection, {ICMP}test_fragmentation_needed_lowers_the_mss_and_sends_again_at_once, {HOST}test_port_unreachable_quoting_data_in_flight_aborts_the_connection"),
     "MUST-55": ("stack/host.py `Pool.icmp_error`: source quench dropped", f"{ICMP}test_source_quench_redirect_and_errors_for_no_connection_are_ignored"),
     "SHLD-20": ("stack/tcp/config.py `icmp_reports` (`set ID icmp-reports off`)", f"{ICMP}test_the_user_can_turn_soft_error_reports_off"),
     "MUST-48": ("stack/tcp/config.py `dscp` per connection (`set ID dscp N`), passed to IP by `Pool._apply` and `Stack._emit`", f"{POOL}test_a_connection_sends_with_its_own_ttl_and_dscp_and_may_change_them"),
@@ -149,7 +149,7 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "MUST-63": ("stack/host.py `Pool.deliver` drops segments from broadcast/multicast sources", f"{POOL}test_syn_from_broadcast_or_multicast_source_is_dropped"),
     "MUST-47": ("stack/tcp/types.py `Result.error` (RFC error texts) and `Event`s; stack/runtime.py `StackError`", f"{S}test_rst_flushes_queues_and_later_calls_report_the_reset"),
     "MAY-14": (f"{TCB} `Tcb.flush`; shell `flush ID`", f"{SC2}test_flush_drops_data_right_of_the_send_window"),
-    "MAY-12": (f"{TCB} `Tcb._arrives_other`, fifth step: SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT", f"{S}test_rfc5961_ack_too_old_gets_ack_and_is_dropped"),
+    "MAY-12": (f"{TCB} `Tcb._arrives_other`, fifth step: SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT", f"{S}test_rfc5961_ack_too_old_gets_ack_and_is_dropped, {HOST}test_forged_resets_and_syns_do_not_break_a_transfer, {HOST}test_each_forgery_answered_as_rfc_5961_says_on_a_quiet_connection"),
     "MAY-18": ("stack/tcp/congestion.py: `Reno` and `Cubic` (RFC 9438) behind one interface; stack/tcp/sack.py: RFC 6675 recovery", f"{CC}test_the_algorithm_is_chosen_per_connection, {SACK}test_recovery_with_sack_is_quicker_than_newreno_alone_and_both_are_exact"),
 }
 
