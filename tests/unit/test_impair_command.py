@@ -4,7 +4,6 @@ an ImpairedLink (the stack is not started: nothing is sent), its completion, and
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import pytest
 from prompt_toolkit.completion import CompleteEvent
@@ -42,13 +41,6 @@ class Shell:
 
     def close(self) -> None:
         self.stack.stop()
-
-
-@pytest.fixture
-def sh() -> Iterator[Shell]:
-    shell = Shell()
-    yield shell
-    shell.close()
 
 
 # ---------------------------------------------------------------------- parsing

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address
 
 import pytest
@@ -95,21 +95,6 @@ def wait_until(cond: Callable[[], bool], what: str) -> None:
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
-
-
-@pytest.fixture
-def link() -> FakeLink:
-    return FakeLink()
-
-
-@pytest.fixture
-def stack(link: FakeLink) -> Iterator[Stack]:
-    s = Stack(link, config=TcbConfig()).start()
-    try:
-        yield s
-    finally:
-        s.stop()
-    assert not s.errors, s.errors
 
 
 def ip(payload: bytes, proto: int = IpProto.ICMP, *, src: IPv4Address = PEER, **kw: object) -> bytes:

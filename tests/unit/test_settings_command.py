@@ -4,7 +4,6 @@ byte sizes, and `tcpsh --cc/--set`; every bad value is one clear line and change
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from ipaddress import IPv4Address
 
 import pytest
@@ -15,13 +14,6 @@ from stack.tcp.config import parse_size
 from tcpsh.cli import build_parser, tcp_defaults
 from tcpsh.commands import CommandError, parse_line
 from tests.unit.test_impair_command import Shell
-
-
-@pytest.fixture
-def sh() -> Iterator[Shell]:
-    shell = Shell()
-    yield shell
-    shell.close()
 
 
 def test_open_takes_a_congestion_control_by_name():

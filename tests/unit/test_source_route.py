@@ -3,14 +3,12 @@ fake link with the stack's threads running; scapy reads the options back as an i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from ipaddress import IPv4Address
 
-import pytest
 from scapy.layers.inet import IP
 
 from stack.runtime import Stack
-from stack.tcp import State, TcbConfig
+from stack.tcp import State
 from stack.wire import Flags, IpProto, IPv4Header, TcpOptions, TcpSegment, build_ipv4, build_tcp, parse_ipv4
 from stack.wire.ipv4 import LSRR, recorded_route, source_route_option
 from stack.wire.tcp import parse_tcp
@@ -18,21 +16,6 @@ from tests.unit.test_ip_input import PEER, STACK, FakeLink, wait_until
 
 G1, G2 = IPv4Address("198.18.1.1"), IPv4Address("198.18.2.1")
 R1, R2 = IPv4Address("198.18.3.1"), IPv4Address("198.18.4.1")
-
-
-@pytest.fixture
-def link() -> FakeLink:
-    return FakeLink()
-
-
-@pytest.fixture
-def stack(link: FakeLink) -> Iterator[Stack]:
-    s = Stack(link, config=TcbConfig()).start()
-    try:
-        yield s
-    finally:
-        s.stop()
-    assert not s.errors, s.errors
 
 
 def completed(*recorded: IPv4Address) -> bytes:
