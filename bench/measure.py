@@ -50,6 +50,23 @@ def _stack_counters(stack: Stack, cid: str) -> dict[str, int]:
     }
 
 
+class CpuUse:
+    """The CPU time this process's threads use from now until `used()`, as cores kept busy (CPU
+    seconds over wall seconds), in all and per thread (the caller's, tcpsh-receive, tcpsh-timer)."""
+
+    def __init__(self) -> None:
+        self.threads, self.wall = thread_cpu(), time.monotonic()
+
+    def used(self) -> dict[str, Any]:
+        threads, wall = thread_cpu(), time.monotonic() - self.wall
+        by_thread = {name: sec - self.threads.get(name, 0.0) for name, sec in threads.items()}
+        return {
+            "cpu_cores": sum(by_thread.values()) / wall,
+            "cpu_cores_by_thread": {name: round(sec / wall, 3) for name, sec in by_thread.items() if sec > 0},
+            "cpu_seconds_by_thread": {name: round(sec, 3) for name, sec in by_thread.items() if sec > 0},
+        }
+
+
 # -- bulk --------------------------------------------------------------------------------------------
 
 
@@ -59,6 +76,7 @@ def stack_send(stack: Stack, lab: Lab, size: int, max_seconds: float) -> dict[st
     with Peer(lab, "kernel", ["sink", "--listen", lab.kernel_addr]) as sink:
         port = sink.ready()
         cid = stack.open(lab.kernel_addr, port, timeout=10)
+        cpu = CpuUse()
         deadline = time.monotonic() + max_seconds
         sent = 0
         while sent < size and time.monotonic() < deadline:
@@ -67,6 +85,7 @@ def stack_send(stack: Stack, lab: Lab, size: int, max_seconds: float) -> dict[st
             sent += len(piece)
         stack.close(cid)
         got = sink.done(timeout=max_seconds + 120)
+        used = cpu.used()
         _check_intact("stack → Linux", got["count"], got["crc"], sent)
         seconds = got["t1"] - got["t0"]
         return {
@@ -74,6 +93,7 @@ def stack_send(stack: Stack, lab: Lab, size: int, max_seconds: float) -> dict[st
             "seconds": seconds,
             "mb_s": _mbps(sent, seconds),
             "capped": sent < size,
+            **used,
             **_stack_counters(stack, cid),
         }
 
@@ -86,12 +106,14 @@ def stack_receive(stack: Stack, lab: Lab, size: int, max_seconds: float) -> dict
     ) as source:
         port = source.ready()
         cid = stack.open(lab.kernel_addr, port, timeout=10)
+        cpu = CpuUse()
         t0 = time.monotonic()
         count = crc = 0
         while piece := stack.receive(cid, 1 << 20, timeout=60):
             crc = zlib.crc32(piece, crc)
             count += len(piece)
         t1 = time.monotonic()
+        used = cpu.used()
         stack.close(cid)
         sent = source.done(timeout=60)["sent"]
         _check_intact("Linux → stack", count, crc, sent)
@@ -100,6 +122,7 @@ def stack_receive(stack: Stack, lab: Lab, size: int, max_seconds: float) -> dict
             "seconds": t1 - t0,
             "mb_s": _mbps(count, t1 - t0),
             "capped": sent < size,
+            **used,
             **_stack_counters(stack, cid),
         }
 

@@ -9,15 +9,22 @@ and the timer thread. So each thread started while `ThreadProfiles` is active en
 its own on its first event (threading.setprofile), the calling thread gets one for the transfer
 itself (`caller()`), and the results are merged.
 
-cProfile's own clock is used (wall time, read cheaply): with time.thread_time as its timer, which
-would count only CPU time, every call costs a system call and the stack ran at half the speed it
-reaches under the default clock (1.9 against 3.6 MB/s, 5.4 MB/s unprofiled, sending 10 MB). So a
-thread's time blocked in select() or on a lock shows up in those calls; `top` lists them apart
-(WAITS) and gives the share of each function in the time left, the time the threads were busy.
-The CPU time each thread really used is read from /proc, beside.
+Two clocks (`--profile-clock`):
+- "cpu" (the default): time.thread_time, each thread's own CPU time, so a function is charged only
+  for the processor it used. Waiting for the GIL, for the pool lock or in select() costs nothing,
+  which is what "where the CPU goes" asks. The price: every call reads the clock by a system call,
+  so the stack runs four to five times slower under it (sending 10 MB: 1.2 MB/s, against 5.4
+  unprofiled), and functions called very often carry more of the profiler's own cost.
+- "wall": cProfile's own clock, read cheaply (3.6 MB/s in the same transfer). Time a thread spends
+  blocked shows up where it blocks: in select(), in lock and condition waits (WAITS, left out of
+  `top`), but also in the calls that release the GIL (recvmsg, sendto), whose time includes getting
+  the GIL back, and in the functions that take a lock with `with` (the acquisition is not a call
+  cProfile sees), such as the receive and timer loops waiting for the pool lock. This is the view of
+  the contention between the threads.
+The CPU time each thread used is read from /proc beside either.
 
-The profiler still slows the stack down (every Python call is counted), so the profiled transfers
-are run apart from the timed ones and their speed is not reported as the stack's.
+The profiler slows the stack down (every Python call is counted), so the profiled transfers are run
+apart from the timed ones and their speed is not reported as the stack's.
 """
 
 from __future__ import annotations
@@ -27,21 +34,27 @@ import cProfile
 import io
 import pstats
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+CLOCKS = ("cpu", "wall")
 
 
 class ThreadProfiles:
     """Profile every thread started while active (the Stack's threads), and the calling thread
     within `caller()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: str = "cpu") -> None:
+        if clock not in CLOCKS:
+            raise ValueError(f"the profile's clock is one of {', '.join(CLOCKS)}, not {clock!r}")
+        self.clock = clock
         self._lock = threading.Lock()
         self.profiles: dict[str, cProfile.Profile] = {}
 
     def _new(self, name: str) -> cProfile.Profile:
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.thread_time) if self.clock == "cpu" else cProfile.Profile()
         with self._lock:
             self.profiles[f"{name} ({len(self.profiles)})" if name in self.profiles else name] = profile
         return profile

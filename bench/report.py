@@ -216,7 +216,11 @@ def _bulk_note(r: dict[str, Any]) -> str:
     if r.get("capped"):
         moved += " (stopped at the time cap)"
     rtx = r.get("retransmissions")
-    return moved if rtx is None else f"{moved}; {rtx:,} retransmitted"
+    if rtx is not None:
+        moved += f"; {rtx:,} retransmitted"
+    if "cpu_cores" in r:
+        moved += f"; the process kept {r['cpu_cores']:.2f} cores busy"
+    return moved
 
 
 def _dropped(d: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from bench import labs as labs_mod
 from bench import measure, report
-from bench.profile import ThreadProfiles, top, waits, write
+from bench.profile import CLOCKS, ThreadProfiles, top, waits, write
 from stack.lab import LabError, LabUnavailable
 from stack.link.impair import ImpairedLink
 from stack.link.raw import RawLink
@@ -44,7 +44,8 @@ FULL = {
     "active": 1000,
     "rounds": 10,
     "batch": 500,
-    "profile_size": 40_000_000,
+    "profile_size": 20_000_000,
+    "profile_clock": "cpu",
 }
 QUICK = {
     "size": 4_000_000,
@@ -59,6 +60,7 @@ QUICK = {
     "rounds": 3,
     "batch": 100,
     "profile_size": 1_000_000,
+    "profile_clock": "cpu",
 }
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,8 +112,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--active", type=int, help="how many are then active at once (default 1000)")
     p.add_argument("--rounds", type=int, help="echo rounds of the active ones (default 10)")
     p.add_argument("--batch", type=int, help="connections opened before waiting for them (default 500)")
+    p.add_argument("--profile-size", type=size, help="octets of each profiled transfer (default 20M)")
     p.add_argument(
-        "--profile-size", type=size, help="octets each way of the profiled transfers (default 40M)"
+        "--profile-clock",
+        choices=CLOCKS,
+        help="cpu: each thread's CPU time (default); wall: also where threads wait (bench/profile.py)",
     )
     p.add_argument(
         "--set",
@@ -300,64 +305,70 @@ def bulk(
     return out
 
 
+PROFILED = (
+    ("send", "stack → Linux"),
+    ("receive", "Linux → stack, Linux's TSO frames"),
+    ("receive_mtu", "Linux → stack, TSO off (frames of 1500 octets)"),
+)
+
+
 def profile(
     labs: labs_mod.Labs, options: dict[str, Any], out: Path, say: Callable[[str], None]
 ) -> dict[str, Any]:
-    """Each bulk direction again, on a stack of its own started under the profiler (bench.profile)."""
+    """Each bulk direction again (the receiving one with and without TSO frames), each on a stack of
+    its own started under the profiler (bench.profile)."""
     n = options["profile_size"]
-    result: dict[str, Any] = {"octets": n, "files": {}}
-    for key, what, fn in (
-        ("send", "stack → Linux", measure.stack_send),
-        ("receive", "Linux → stack", measure.stack_receive),
-    ):
-        say(f"profile: {what}, {n / 1e6:g} MB under cProfile")
-        with ThreadProfiles() as profiles:
-            cpu0 = measure.thread_cpu()
+    clock = options["profile_clock"]
+    result: dict[str, Any] = {"octets": n, "clock": clock, "files": {}}
+    for key, what in PROFILED:
+        say(f"profile: {what}, {n / 1e6:g} MB under cProfile ({clock} clock)")
+        fn = measure.stack_send if key == "send" else measure.stack_receive
+        frames = labs_mod.segments_of_mtu(labs.stack) if key.endswith("_mtu") else contextlib.nullcontext()
+        with frames, ThreadProfiles(clock) as profiles:
             stack = start_stack(labs.stack, options["set"])
             try:
                 with profiles.caller():
                     moved = fn(stack, labs.stack, n, options["max_seconds"])
-                cpu1 = measure.thread_cpu()  # while the stack's threads are alive to be read
             finally:
                 stop_stack(stack)
-        cpu = {name: round(sec - cpu0.get(name, 0.0), 2) for name, sec in cpu1.items()}
-        cpu = {name: sec for name, sec in cpu.items() if sec >= 0.01}
+        cpu = {name: sec for name, sec in moved["cpu_seconds_by_thread"].items() if sec >= 0.01}
         stats = profiles.stats()
         prof_path, text_path = out / f"bench-profile-{key}.prof", out / f"bench-profile-{key}.txt"
         header = (
-            f"Profile (cProfile, every thread of the stack merged) of a {what} transfer of "
-            f"{moved['octets'] / 1e6:g} MB, {moved['mb_s']:.1f} MB/s under the profiler.\n"
+            f"Profile (cProfile, {clock} clock, every thread of the stack merged) of a {what} transfer "
+            f"of {moved['octets'] / 1e6:g} MB, {moved['mb_s']:.1f} MB/s under the profiler.\n"
             f"CPU seconds per thread (from /proc): {', '.join(f'{k} {v:.2f}' for k, v in cpu.items())}\n"
-            f"Seconds waiting (select, locks, sleeps): {waits(stats):.2f}; the rest is work."
+            f"Seconds in waits (select, locks, sleeps): {waits(stats):.2f}."
         )
         write(stats, prof_path, text_path, header)
         result["files"][key] = [str(prof_path), str(text_path)]
         result[key] = {
+            "what": what,
             "mb_s_under_profiler": moved["mb_s"],
             "cpu_seconds_by_thread": cpu,
             "wait_seconds": round(waits(stats), 3),
-            "top_tottime": top(stats, str(ROOT), 20, "tottime"),
-            "top_cumtime": top(stats, str(ROOT), 20, "cumtime"),
+            "top_tottime": top(stats, str(ROOT), 25, "tottime"),
+            "top_cumtime": top(stats, str(ROOT), 25, "cumtime"),
         }
     return result
 
 
-def profile_markdown(p: dict[str, Any]) -> str:
+def profile_markdown(p: dict[str, Any], lines_each: int = 12) -> str:
     lines = []
-    for key, what in (("send", "stack → Linux"), ("receive", "Linux → stack")):
+    for key, _ in PROFILED:
         if key not in p:
             continue
         d = p[key]
         threads = ", ".join(f"{name} {sec:.2f} s" for name, sec in d["cpu_seconds_by_thread"].items())
         lines += [
-            f"Profile of {what}: {p['octets'] / 1e6:g} MB at {d['mb_s_under_profiler']:.1f} MB/s under the "
-            f"profiler; CPU used: {threads}. The 12 functions with the most own time, waits left out "
-            "(% of the time the threads were busy):",
+            f"Profile of {d['what']} ({p['clock']} clock): {p['octets'] / 1e6:g} MB at "
+            f"{d['mb_s_under_profiler']:.1f} MB/s under the profiler; CPU used: {threads}. "
+            f"The {lines_each} functions with the most own time, waits left out:",
             "",
-            "| function | calls | own s | with callees s | % busy |",
+            "| function | calls | own s | with callees s | % of the own time |",
             "|---|--:|--:|--:|--:|",
         ]
-        for e in d["top_tottime"][:12]:
+        for e in d["top_tottime"][:lines_each]:
             name = e["function"].replace("|", "\\|")
             lines.append(
                 f"| `{name}` | {e['calls']:,} | {e['tottime']:.2f} | {e['cumtime']:.2f} "

@@ -57,6 +57,8 @@ def test_quick_run_prints_the_table_and_writes_every_file(tmp_path: Path) -> Non
         if row["target"] is not None:
             assert row["met"] in (True, False), row
     results = document["results"]
+    for key in ("receive_mtu", "linux_receive_mtu"):
+        assert results["bulk"][key]["octets"] == 4_000_000
     for key in ("send", "receive", "linux_send", "linux_receive"):
         assert results["bulk"][key]["octets"] == 4_000_000
         assert results["loss"][key]["octets"] == 2_000_000
@@ -64,7 +66,7 @@ def test_quick_run_prints_the_table_and_writes_every_file(tmp_path: Path) -> Non
         assert seen > 0 and 0 <= dropped < seen
     assert results["scale"]["connections"] == 200
 
-    for key in ("send", "receive"):
+    for key in ("send", "receive", "receive_mtu"):
         for name in (f"bench-profile-{key}.prof", f"bench-profile-{key}.txt"):
             assert (tmp_path / name).stat().st_size > 0
         assert results["profile"][key]["top_tottime"], "the profile names no function"
