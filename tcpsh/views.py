@@ -151,6 +151,7 @@ def tcb_table(cid: str, s: TcbStatus) -> Table:
         ("RTO expiries", str(s.rto_expiries), "timeouts: cwnd back to one segment"),
         ("fast retransmits", str(s.fast_retransmits), "losses repaired without a timeout"),
         ("bad segments", str(s.bad_segments), "dropped as malformed"),
+        ("PAWS drops", str(s.paws_dropped), "old duplicates by their timestamps (RFC 7323)"),
         ("challenge ACKs", f"{s.challenge_acks} / {s.challenge_acks_suppressed}", "sent / held (RFC 5961)"),
         ("path MTU", str(s.path_mtu), "RFC 1191"),
         ("DSCP", f"{s.settings.get('dscp', '0')} / {s.dscp_in}", "sent / last received (MUST-48, MAY-9)"),

@@ -70,6 +70,20 @@ MTU_PLATEAUS = (68, 296, 508, 1006, 1492, 2002, 4352, 8166, 17914, 32000, 65535)
 MIN_PMTU = 552
 
 
+def _spans(pieces: list[tuple[int, bytes, bool]]) -> list[Range]:
+    """The contiguous ranges that out-of-order pieces (in order, disjoint) cover."""
+    spans: list[Range] = []
+    for seq, text, _ in pieces:
+        if not text:
+            continue
+        end = seq_add(seq, len(text))
+        if spans and spans[-1][1] == seq:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((seq, end))
+    return spans
+
+
 def reset_for(seg: TcpSegment) -> TcpSegment | None:
     """The RST that answers a segment reaching no connection (RFC 9293 sections 3.5.2 and 3.10.7.1).
 
@@ -138,6 +152,7 @@ class TcbStatus:
     icmp_errors: int = 0  # ICMP errors believed for this connection
     icmp_ignored: int = 0  # ICMP errors quoting no sequence number in flight (RFC 5927)
     soft_error: str = ""  # the last ICMP soft error, reported with a timeout (RFC 1122 4.2.3.9)
+    paws_dropped: int = 0  # segments dropped as old duplicates by their timestamps (PAWS, RFC 7323)
     challenge_acks: int = 0  # RFC 5961 challenge ACKs sent
     challenge_acks_suppressed: int = 0  # ... and held back by the rate limit (RFC 5961 section 7)
     urgent_pending: int = 0  # octets of urgent data received and not yet read (MUST-33)
@@ -265,6 +280,7 @@ class Tcb:
         # RFC 5961 section 7: challenge ACKs sent, and held back by the rate limit.
         self.challenge_acks = 0
         self.challenge_acks_suppressed = 0
+        self.paws_dropped = 0  # segments dropped as old duplicates by their timestamps (RFC 7323 5.3)
         self._challenge_since = -1.0
         self._challenges = 0
         self._urgent_out = False  # SND.UP is ahead of SND.UNA: segments before it carry URG (MUST-30)
@@ -702,6 +718,7 @@ class Tcb:
             icmp_errors=self.icmp_errors,
             icmp_ignored=self.icmp_ignored,
             soft_error=self.soft_error,
+            paws_dropped=self.paws_dropped,
             challenge_acks=self.challenge_acks,
             challenge_acks_suppressed=self.challenge_acks_suppressed,
             urgent_pending=max(0, seq_diff(self.rcv_up, seq_add(self.rcv_nxt, -len(self._rcvq)))),
@@ -970,6 +987,7 @@ class Tcb:
         ts = seg.options.timestamps if self.ts_ok else None
         if ts is not None and not f & Flags.RST and seq_lt(ts[0], self.ts_recent):
             # PAWS (RFC 7323 5.3 R1): an old duplicate; acknowledge and drop it.
+            self.paws_dropped += 1
             self._ack_now = True
             return
         # First, check sequence number.
@@ -1366,12 +1384,14 @@ class Tcb:
                 return  # nothing new
             if over > 0:
                 text, seq = text[over:], pend
+        covered = False
         while i < len(q) and seq_lt(q[i][0], end):
             ns, nt, nf = q[i]
             nend = seq_add(ns, len(nt))
             if seq_le(nend, end):
                 del q[i]  # wholly inside the new segment
                 self._ooo_len -= len(nt)
+                covered = True
                 fin = fin or (nf and nend == end)
             else:
                 text, fin = text[: seq_diff(ns, seq)], False
@@ -1383,7 +1403,9 @@ class Tcb:
             return  # full: the segment will come again
         q.insert(i, (seq, text, fin))
         self._ooo_len += len(text)
-        if text:
+        if covered:
+            self._ooo_spans = _spans(q)  # pieces were replaced: the spans again from the pieces
+        elif text:
             self._ooo_span_add(seq, seq_add(seq, len(text)))
         self._ooo_note(seq)
 

@@ -330,3 +330,29 @@ def test_receiver_opens_its_window_only_by_a_full_segment_at_a_time():
     assert probe_answer.window == 0  # the edge has not moved
     (update,) = tcb.receive(200, 0.4).segments  # 1100 free >= min(2000, 1000)
     assert update.window == 1100 and update.ack == PEER + 4000
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrivals=st.lists(st.tuples(st.integers(0, 15_000), st.integers(1, 3000), st.integers(0, 4000))))
+def test_sack_blocks_always_describe_what_is_held_and_lead_with_the_trigger(arrivals):
+    """Whatever arrives, in whatever pieces, and whatever the user reads meanwhile: the blocks are the
+    out-of-order data held, exactly, and the first holds the segment that triggered the ACK (RFC 2018
+    section 4), also when a segment covers pieces held before (a resegmented retransmission)."""
+    tcb = receiver(TcbConfig(sack=True, rcv_buf=20_000))
+    for off, n, read in arrivals:
+        seg = TcpSegment(80, 40000, PEER + off, BASE, Flags.ACK, window=60_000, payload=bytes(n))
+        res = tcb.segment_arrives(seg, 0.1)
+        held: list[tuple[int, int]] = []
+        for s, text, _ in tcb._ooo:
+            if held and held[-1][1] == s:
+                held[-1] = (held[-1][0], s + len(text))
+            elif text:
+                held.append((s, s + len(text)))
+        for out in res.segments:
+            blocks = out.options.sack_blocks
+            assert all(b in held for b in blocks) and len(blocks) == min(4, len(held)), (blocks, held)
+            trigger_held = any(a <= seg.seq < b for a, b in held)
+            if blocks and trigger_held:
+                assert blocks[0][0] <= seg.seq < blocks[0][1], (blocks, seg.seq)
+        if read:
+            tcb.receive(read, 0.1)

@@ -546,15 +546,24 @@ def check_stack_sack_blocks(c: Captured) -> tuple[int, int]:
     of order. Returns (out-of-order arrivals, ACKs with SACK blocks)."""
     received, rcv_nxt, latest = Intervals(), 1, None
     out_of_order = with_blocks = 0
+    last_ack, ts_recent = 1, None  # RFC 7323 5.3: TS.Recent, from segments at or below the last ACK
     for s in c.segments:
         if not s.out and s.length:
+            tsval = int.from_bytes(s.options[TS][:4], "big") if TS in s.options else None
+            if tsval is not None and ts_recent is not None and (tsval - ts_recent) & 0x8000_0000:
+                latest = None  # PAWS (RFC 7323 5.3 R1): an old duplicate, acknowledged and dropped
+                continue
+            if tsval is not None and s.seq <= last_ack:
+                ts_recent = tsval
             if s.seq > rcv_nxt:
                 out_of_order += 1
             received.add(s.seq, s.end)
             latest = s
             if received.covers(rcv_nxt, rcv_nxt):
                 rcv_nxt = received.ends[bisect.bisect_right(received.starts, rcv_nxt) - 1]
-        elif s.out and SACK in s.options:
+        elif s.out and s.tcp.flags & ACK:
+            last_ack = max(last_ack, s.ack)
+        if s.out and SACK in s.options:
             blocks = s.sack_blocks(c.irs)
             with_blocks += 1
             for left, right in blocks:
@@ -651,7 +660,11 @@ def test_capture_of_lossy_transfers_read_back_with_dpkt(
         assert most < 1 << agreed["rcv_shift"], f"{direction}: {figures}"
         if direction == DOWN:
             out_of_order, with_blocks = check_stack_sack_blocks(c)
-            figures[direction] |= {"out of order": out_of_order, "ACKs with SACK": with_blocks}
+            figures[direction] |= {
+                "out of order": out_of_order,
+                "ACKs with SACK": with_blocks,
+                "PAWS drops": t.status.paws_dropped,
+            }
             assert out_of_order, "no segment reached the stack out of order: nothing was lost"
             assert with_blocks, "the stack held data out of order and sent no SACK block"
         else:
