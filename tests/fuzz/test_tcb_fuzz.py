@@ -69,6 +69,9 @@ from tests.fuzz.fuzzer import (
     random_segment,
 )
 
+# Shrinking a failure reruns whole runs many times: give it longer than the suite's two minutes.
+pytestmark = pytest.mark.timeout(600)
+
 S = State
 CONFIGS: dict[str, Callable[[], TcbConfig]] = {"baseline": TcbConfig, "full": TcbConfig.full}
 SIMULTANEOUS = "SYN-RECEIVED (simultaneous open)"
