@@ -124,6 +124,12 @@ class Peer:
             raise BenchError(f"{self.what} said {line!r} instead of DONE")
         return json.loads(line[5:])
 
+    def tell(self, line: str) -> None:
+        """A line on its stdin."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

@@ -50,6 +50,27 @@ def _stack_counters(stack: Stack, cid: str) -> dict[str, int]:
     }
 
 
+class OtherLoad:
+    """How many cores the machine's other processes kept busy from now until `cores()`: the CPU time
+    /proc/stat counts as user, nice and system, less this process's and its children's (the peers,
+    reaped by then), over the wall time. Work the kernel does in softirq context (the veth, the
+    network stacks) is in neither."""
+
+    def __init__(self) -> None:
+        self._start = self._snapshot()
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, float]:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        machine = (int(fields[1]) + int(fields[2]) + int(fields[3])) / os.sysconf("SC_CLK_TCK")
+        t = os.times()
+        return machine, t.user + t.system + t.children_user + t.children_system, time.monotonic()
+
+    def cores(self) -> float:
+        machine, mine, wall = (b - a for a, b in zip(self._start, self._snapshot(), strict=True))
+        return max(0.0, (machine - mine) / wall) if wall > 0 else 0.0
+
+
 class CpuUse:
     """The CPU time this process's threads use from now until `used()`, as cores kept busy (CPU
     seconds over wall seconds), in all and per thread (the caller's, tcpsh-receive, tcpsh-timer)."""
@@ -296,37 +317,48 @@ def _summary(samples_us: list[float]) -> dict[str, Any]:
     }
 
 
-def stack_rtt(stack: Stack, lab: Lab, count: int, warmup: int = 100) -> dict[str, Any]:
-    """One byte to Linux's echo server and back, `count` times on one connection (Nagle off, as
-    TCP_NODELAY on Linux's side), timed around SEND and RECEIVE in the calling thread."""
-    with Peer(lab, "kernel", ["serve", "--listen", lab.kernel_addr, "--mode", "echo"]) as srv:
+def latency(stack: Stack, labs: Labs, count: int, blocks: int = 10, warmup: int = 100) -> dict[str, Any]:
+    """One octet to an echo server and back, `count` times on one connection (after `warmup`), for the
+    stack and for Linux, in `blocks` blocks taken in turn, so that both meet the same load on the
+    machine. The stack's connection has Nagle off (as TCP_NODELAY on Linux's sockets); each round
+    trip is timed around SEND and RECEIVE in the calling thread."""
+    lab = labs.stack
+    with (
+        Peer(lab, "kernel", ["serve", "--listen", lab.kernel_addr, "--mode", "echo"]) as srv,
+        Peer(labs.linux, "kernel", ["serve", "--listen", labs.linux.kernel_addr, "--mode", "echo"]) as ref,
+    ):
         port = srv.ready()
+        ref_port = ref.ready()
         config = dataclasses.replace(stack.config, nagle=False)
         cid = stack.open(lab.kernel_addr, port, timeout=10, config=config)
-        samples = []
         clock = time.perf_counter
-        for i in range(warmup + count):
-            t = clock()
-            stack.send(cid, b"x", push=True)
-            if not stack.receive(cid, 1, timeout=5):
-                raise BenchError("the echo server closed")
-            if i >= warmup:
+
+        def round_trips(n: int) -> list[float]:
+            samples = []
+            for _ in range(n):
+                t = clock()
+                stack.send(cid, b"x", push=True)
+                if not stack.receive(cid, 1, timeout=5):
+                    raise BenchError("the echo server closed")
                 samples.append((clock() - t) * 1e6)
-        stack.close(cid)
-    return _summary(samples)
+            return samples
 
-
-def linux_rtt(labs: Labs, count: int, warmup: int = 100) -> dict[str, Any]:
-    lab = labs.linux
-    with Peer(lab, "kernel", ["serve", "--listen", lab.kernel_addr, "--mode", "echo"]) as srv:
-        port = srv.ready()
         with Peer(
-            lab,
+            labs.linux,
             "stack",
-            ["rtt", "--connect", f"{lab.kernel_addr}:{port}", "--count", count, "--warmup", warmup],
+            ["rtt", "--connect", f"{labs.linux.kernel_addr}:{ref_port}", "--warmup", warmup],
         ) as client:
-            result = client.done(timeout=60 + count / 100)
-    return _summary(result["samples"])
+            round_trips(warmup)
+            client.ready()
+            ours: list[float] = []
+            linux: list[float] = []
+            for i in range(blocks):
+                n = count // blocks + (1 if i < count % blocks else 0)
+                ours += round_trips(n)
+                client.tell(str(n))
+                linux += client.done(timeout=60 + n / 100)["samples"]
+        stack.close(cid)
+    return {"stack": _summary(ours), "linux": _summary(linux), "blocks": blocks}
 
 
 # -- scale -------------------------------------------------------------------------------------------

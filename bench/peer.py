@@ -16,8 +16,9 @@ benchmark that dies takes its peers with it.
     rate    --connect ADDR:PORT --seconds S [--request N] [--concurrency C]
             connect, send N bytes, read N bytes, read to the server's close, close; as many times as
             S seconds allow: {"connections", "seconds", "errors"}
-    rtt     --connect ADDR:PORT --count N [--warmup W]
-            one connection, TCP_NODELAY: send one byte, read it back, N times: the round trips in µs
+    rtt     --connect ADDR:PORT [--warmup W]
+            one connection, TCP_NODELAY: send one byte, read it back; W times, then READY, then N
+            times for each line N on stdin: {"samples": the round trips in µs}
 """
 
 from __future__ import annotations
@@ -213,18 +214,26 @@ def rate(args: argparse.Namespace) -> None:
 
 
 def rtt(args: argparse.Namespace) -> None:
+    """Round trips in blocks, each when told: a line `N` on stdin times N more; end of file ends it
+    (so the benchmark can interleave Linux's blocks with the stack's)."""
     with socket.create_connection(_address(args.connect), timeout=10) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        samples = []
         clock = time.perf_counter
-        for i in range(args.warmup + args.count):
-            t = clock()
-            sock.sendall(b"x")
-            if not sock.recv(1):
-                raise ConnectionError("the echo server closed")
-            if i >= args.warmup:
-                samples.append(clock() - t)
-    say("DONE", {"samples": [round(s * 1e6, 1) for s in samples]})
+
+        def round_trips(n: int) -> list[float]:
+            samples = []
+            for _ in range(n):
+                t = clock()
+                sock.sendall(b"x")
+                if not sock.recv(1):
+                    raise ConnectionError("the echo server closed")
+                samples.append(round((clock() - t) * 1e6, 1))
+            return samples
+
+        round_trips(args.warmup)
+        say("READY", 0)
+        while line := sys.stdin.readline():
+            say("DONE", {"samples": round_trips(int(line))})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -259,12 +268,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(run=rate)
     p = modes.add_parser("rtt")
     endpoint(p, listen=False)
-    p.add_argument("--count", type=int, required=True)
     p.add_argument("--warmup", type=int, default=100)
     p.set_defaults(run=rtt)
     args = parser.parse_args(argv)
 
-    threading.Thread(target=_watch_stdin, name="stdin-watch", daemon=True).start()
+    if args.run is not rtt:  # rtt reads its stdin itself, to its end
+        threading.Thread(target=_watch_stdin, name="stdin-watch", daemon=True).start()
     args.run(args)
     return 0
 

@@ -100,12 +100,18 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{value:,.1f}" if value >= 10 else f"{value:.3g}"
 
 
+def _others(section: dict[str, Any]) -> str:
+    """What the rest of the machine was doing meanwhile (measure.OtherLoad), for the section's title."""
+    cores = section.get("others_cores")
+    return "" if cores is None else f" (other processes kept {cores:.2f} cores busy)"
+
+
 def rows(results: dict[str, Any], options: dict[str, Any]) -> list[Row]:
     out: list[Row] = []
     size = options["size"] / 1e6
     bulk = results.get("bulk")
     if bulk:
-        section = f"Bulk, {size:g} MB each, MTU 1500"
+        section = f"Bulk, {size:g} MB each, MTU 1500" + _others(bulk)
         for key, measure, ref in (
             ("send", "stack → Linux", "linux_send"),
             ("receive", "Linux → stack (TSO frames of up to 64 KB)", "linux_receive"),
@@ -119,7 +125,10 @@ def rows(results: dict[str, Any], options: dict[str, Any]) -> list[Row]:
             )
     loss = results.get("loss")
     if loss:
-        section = f"Bulk through {options['loss']:g}% loss each way, {options['loss_size'] / 1e6:g} MB"
+        section = (
+            f"Bulk through {options['loss']:g}% loss each way, {options['loss_size'] / 1e6:g} MB"
+            + _others(loss)
+        )
         for key, measure, ref in (
             ("send", "stack → Linux", "linux_send"),
             ("receive", "Linux → stack", "linux_receive"),
@@ -129,7 +138,10 @@ def rows(results: dict[str, Any], options: dict[str, Any]) -> list[Row]:
             out.append(Row(section, measure, "MB/s", r["mb_s"], loss[ref]["mb_s"], Target(50), note))
     rate = results.get("rate")
     if rate:
-        section = f"Connections: open, 100 octets each way, close, for {options['rate_seconds']:g} s"
+        section = (
+            f"Connections: open, 100 octets each way, close, for {options['rate_seconds']:g} s"
+            + _others(rate)
+        )
         linux = rate["linux"]["per_s"]
         r = rate["connect"]
         out.append(
@@ -158,7 +170,10 @@ def rows(results: dict[str, Any], options: dict[str, Any]) -> list[Row]:
         )
     latency = results.get("latency")
     if latency:
-        section = f"Latency: one-octet echo, {latency['stack']['round_trips']:,} round trips"
+        section = (
+            f"Latency: one-octet echo, {latency['stack']['round_trips']:,} round trips each, in turns"
+            + _others(latency)
+        )
         s, lx = latency["stack"], latency["linux"]
         out.append(
             Row(section, "round trip, median", "µs", s["median_us"], lx["median_us"], Target(5, False, True))
@@ -167,7 +182,7 @@ def rows(results: dict[str, Any], options: dict[str, Any]) -> list[Row]:
     scale = results.get("scale")
     if scale:
         n = scale["connections"]
-        section = f"Scale: {n:,} established connections to Linux's echo server"
+        section = f"Scale: {n:,} established connections to Linux's echo server" + _others(scale)
         out.append(
             Row(
                 section,

@@ -200,6 +200,7 @@ def run(options: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
                     f"scale: {options['connections']:,} connections, idle {options['idle_seconds']:g} s, "
                     f"then {options['active']:,} active"
                 )
+                others = measure.OtherLoad()
                 results["scale"] = measure.stack_scale(
                     stack,
                     labs.stack,
@@ -210,35 +211,41 @@ def run(options: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
                     options["batch"],
                 )
                 s = results["scale"]
+                s["others_cores"] = others.cores()
                 say(f"  {s['bytes_per_conn'] / 1e3:.1f} KB each, idle CPU {s['idle_cpu_percent']:.2f}%")
             if "latency" in only:
                 say(f"latency: {options['round_trips']:,} one-octet round trips")
-                results["latency"] = {
-                    "stack": measure.stack_rtt(stack, labs.stack, options["round_trips"]),
-                    "linux": measure.linux_rtt(labs, options["round_trips"]),
-                }
+                others = measure.OtherLoad()
+                results["latency"] = measure.latency(stack, labs, options["round_trips"])
+                results["latency"]["others_cores"] = others.cores()
                 say(
                     f"  median {results['latency']['stack']['median_us']:.0f} µs, "
                     f"Linux {results['latency']['linux']['median_us']:.0f} µs"
                 )
             if "bulk" in only:
                 say(f"bulk, {options['size'] / 1e6:g} MB each:")
+                others = measure.OtherLoad()
                 results["bulk"] = bulk(stack, labs, options["size"], options["max_seconds"], say)
+                results["bulk"]["others_cores"] = others.cores()
             if "loss" in only:
                 say(
                     f"bulk through {options['loss']:g}% loss each way, "
                     f"{options['loss_size'] / 1e6:g} MB each:"
                 )
+                others = measure.OtherLoad()
                 results["loss"] = bulk(
                     stack, labs, options["loss_size"], options["max_seconds"], say, loss=options["loss"]
                 )
+                results["loss"]["others_cores"] = others.cores()
             if "rate" in only:
                 seconds = options["rate_seconds"]
                 say(f"connection rate: {seconds:g} s each way, and Linux ↔ Linux")
+                others = measure.OtherLoad()
                 results["rate"] = {
                     "connect": measure.stack_connect_rate(stack, labs.stack, seconds),
                     "accept": measure.stack_accept_rate(stack, labs.stack, seconds),
                     "linux": measure.linux_connect_rate(labs, seconds),
+                    "others_cores": others.cores(),
                 }
                 r = results["rate"]
                 say(
