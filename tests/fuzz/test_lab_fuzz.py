@@ -292,6 +292,7 @@ def sound(stack: Stack) -> None:
         assert seq_le(s.snd_una, s.snd_nxt) and seq_le(s.snd_nxt, s.snd_max), (cid, s)
 
 
+@pytest.mark.timeout(max(120, budget.lab_packets() // 100))  # about 1.5 ms a packet, with room
 def test_random_and_damaged_packets_leave_the_stack_sound(
     lab_stack: Stack, stack_lab: Lab, wire: Wire, kernel_python: Callable[..., KernelProcess]
 ) -> None:
