@@ -448,7 +448,9 @@ class Tcb:
         timestamps option, four without it."""
         if not self.sack_ok or not self._ooo_spans:
             return ()
-        return receiver_blocks(self._ooo_spans, self._ooo_recent, 3 if self.ts_ok else 4)
+        # Only what lies above the ACK (text that came on a SYN waits at RCV.NXT itself).
+        spans = [b for b in self._ooo_spans if seq_gt(b[0], self.rcv_nxt)]
+        return receiver_blocks(spans, self._ooo_recent, 3 if self.ts_ok else 4)
 
     # ------------------------------------------------------------------ 3.10.1 OPEN
 
@@ -1016,8 +1018,9 @@ class Tcb:
             if seg.payload:
                 self._ack_now = True  # a zero-window probe: answer with the current window
             seg = replace(seg, payload=b"")
-        if ts is not None and seq_le(seg.seq, self._last_ack_sent):
-            self.ts_recent = ts[0]  # RFC 7323 5.3 R3: the timestamp to echo
+        # RFC 7323 5.3 R3: the timestamp to echo, taken below once the segment has passed the RST, SYN
+        # and ACK checks (a forged segment they drop must not set it, or PAWS would drop the real ones).
+        echo_ts = ts[0] if ts is not None and seq_le(seg.seq, self._last_ack_sent) else None
         # Second, check the RST bit (with the RFC 5961 section 3 checks).
         if f & Flags.RST:
             if seg.seq != self.rcv_nxt:
@@ -1057,6 +1060,8 @@ class Tcb:
             # RFC 6675 section 5: every ACK's SACK blocks update the scoreboard.
             base = ack if seq_gt(ack, self.snd_una) else self.snd_una
             newly_sacked = self._sb.update(seg.options.sack_blocks, base, self.snd_max)
+        if echo_ts is not None and not (st is State.SYN_RECEIVED and not seq_lt(self.snd_una, ack)):
+            self.ts_recent = echo_ts
         if st is State.SYN_RECEIVED:
             if not seq_lt(self.snd_una, ack):
                 self._reply_rst(seg)  # <SEQ=SEG.ACK><CTL=RST>
@@ -1702,7 +1707,7 @@ class Tcb:
     def _retransmission_timeout(self, now: float) -> None:
         """RETRANSMISSION TIMEOUT with RFC 6298 (5.4)-(5.7), R1 and R2 (RFC 9293 section 3.8.3)."""
         del self._timers[RTX]
-        if now - self._episode_start >= self._r2():
+        if now >= self._episode_start + self._r2():  # the very sum _arm_rtx set the timer to
             if self._half_open_passive():
                 # A peer that never completed the handshake: back to LISTEN after syn_received_timeout,
                 # as for a RST (3.10.7.4); the passive OPEN stays, the user need not be told.

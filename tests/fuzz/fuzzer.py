@@ -74,17 +74,11 @@ FLAG_MIX = (
 # Option kinds the stack does not know (echo, echo reply, MD5, user timeout, MPTCP, fast open, experiment).
 UNKNOWN_KINDS = (6, 7, 19, 28, 30, 34, 254)
 
-# Deviations the fuzzers found that are not fixed yet; each one named here is tolerated by the checks
-# (remove it once fixed, and the fuzzers hold the fix):
-# - sack-at-rcv-nxt: text that came on a SYN, held at RCV.NXT in SYN-RECEIVED, is reported in a SACK
-#   block whose left edge is the ACK itself (RFC 2018 section 4: blocks are above it).
-# - ts-recent-before-checks: TS.Recent is taken from an acceptable segment before the RST, SYN and ACK
-#   checks drop it, so one forged segment with a TSval far ahead makes PAWS drop all real ones.
-# - r2-deadline-rounding: the retransmission timer's R2 deadline (start + R2) and the R2 test
-#   (now - start >= R2) disagree by a rounding, and on_timer at the deadline sets the same deadline.
-# - ooo-spans-stale: out-of-order pieces replaced by a segment covering them leave their SACK spans
-#   behind: the spans overlap, and grow by one per such segment.
-KNOWN: set[str] = {"sack-at-rcv-nxt", "ts-recent-before-checks", "r2-deadline-rounding", "ooo-spans-stale"}
+# Deviations the fuzzers found and that are not fixed yet; each one named here is tolerated by the checks
+# (remove it once fixed, and the fuzzers hold the fix). The four found so far are fixed: SACK blocks
+# at RCV.NXT, TS.Recent taken before the RST/SYN/ACK checks, the R2 deadline's rounding, and stale
+# SACK spans after a segment replaced held pieces.
+KNOWN: set[str] = set()
 
 
 # ---------------------------------------------------------------------------------------------- sources
