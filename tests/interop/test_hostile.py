@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import random
 import re
 import socket
@@ -49,6 +48,7 @@ from tests.interop.transfer import (
     Transfer,
     kernel_ns_run,
     nft_in_kernel_ns,
+    one_mss_segments,
     receive_from_kernel,
     send_to_kernel,
     stack_ns_run,
@@ -67,13 +67,8 @@ ETH_P_IP = 0x0800
 def wire_sized_segments(stack_lab: Lab) -> Iterator[None]:
     """The kernel sends segments of one MSS each (gso_max_segs 1 on its veth), as a real path carries
     them, for this module's tests."""
-    dev = stack_lab.kernel_if
-    (link,) = json.loads(kernel_ns_run(stack_lab, ["ip", "-details", "-json", "link", "show", "dev", dev]))
-    kernel_ns_run(stack_lab, ["ip", "link", "set", "dev", dev, "gso_max_segs", "1"])
-    try:
+    with one_mss_segments(stack_lab):
         yield
-    finally:
-        kernel_ns_run(stack_lab, ["ip", "link", "set", "dev", dev, "gso_max_segs", str(link["gso_max_segs"])])
 
 
 # -- the attacker's wire, and what reaches the stack --------------------------------------------------------

@@ -45,6 +45,7 @@ from tests.interop.transfer import (
     Transfer,
     kernel_ns_run,
     kernel_tcp_counters,
+    one_mss_segments,
     random_loss,
     receive_from_kernel,
     send_to_kernel,
@@ -65,13 +66,8 @@ RESULTS = Path(__file__).resolve().parents[2] / "build" / "transport-times.jsonl
 @pytest.fixture(scope="module", autouse=True)
 def wire_sized_segments(stack_lab: Lab) -> Iterator[None]:
     """The kernel sends segments of one MSS each (gso_max_segs 1 on its veth) for this module's tests."""
-    dev = stack_lab.kernel_if
-    (link,) = json.loads(kernel_ns_run(stack_lab, ["ip", "-details", "-json", "link", "show", "dev", dev]))
-    kernel_ns_run(stack_lab, ["ip", "link", "set", "dev", dev, "gso_max_segs", "1"])
-    try:
+    with one_mss_segments(stack_lab):
         yield
-    finally:
-        kernel_ns_run(stack_lab, ["ip", "link", "set", "dev", dev, "gso_max_segs", str(link["gso_max_segs"])])
 
 
 def transfer(direction: str, stack: Stack, lab: Lab, kernel_python: KernelPython, n: int) -> Transfer:

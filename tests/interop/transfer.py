@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
 import subprocess
 import threading
@@ -152,6 +153,19 @@ def random_loss(lab: Lab, percent: int, table: str = "tcpsh_random_loss") -> Ite
     finally:
         loss.to_kernel = _counted(kernel_ns_run(lab, ["nft", "list", "table", "ip", table]))
         kernel_ns_run(lab, ["nft", "delete", "table", "ip", table])
+
+
+@contextlib.contextmanager
+def one_mss_segments(lab: Lab) -> Iterator[None]:
+    """The kernel sends segments of one MSS each (gso_max_segs 1 on its veth), as a real path carries
+    them, not 64 KB ones the veth would hand over whole; put back as it was on the way out."""
+    dev = lab.kernel_if
+    (link,) = json.loads(kernel_ns_run(lab, ["ip", "-details", "-json", "link", "show", "dev", dev]))
+    kernel_ns_run(lab, ["ip", "link", "set", "dev", dev, "gso_max_segs", "1"])
+    try:
+        yield
+    finally:
+        kernel_ns_run(lab, ["ip", "link", "set", "dev", dev, "gso_max_segs", str(link["gso_max_segs"])])
 
 
 def kernel_tcp_counters(lab: Lab) -> dict[str, int]:
