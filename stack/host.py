@@ -229,8 +229,16 @@ class Pool:
                 self.resets_sent += 1
                 self._emit(rst, self.address, src, None)
             return
-        _take_route(conn, route)
-        res = conn.tcb.segment_arrives(seg, now, src)
+        tcb = conn.tcb
+        # A route is believed only from a segment the connection took: one that moved RCV.NXT or
+        # SND.UNA on, a SYN in LISTEN, or the peer's SYN again (its ISN). A forged segment it drops
+        # must not redirect the connection.
+        if route and (tcb.state is State.LISTEN or (seg.flags & Flags.SYN and seg.seq == tcb.irs)):
+            _take_route(conn, route)
+        before = (tcb.rcv_nxt, tcb.snd_una)
+        res = tcb.segment_arrives(seg, now, src)
+        if route and (tcb.rcv_nxt, tcb.snd_una) != before and tcb.state is not State.CLOSED:
+            _take_route(conn, route)
         conn.record(now, "in", seg)
         conn.dscp_in = dscp
         self._apply(conn, res, now)

@@ -91,3 +91,24 @@ def test_recorded_route_reads_only_completed_well_formed_options() -> None:
     assert recorded_route(b"\x83\x07\x08\xc6\x12") is None  # cut short
     assert recorded_route(b"\x07\x07\x04" + R1.packed) is None  # record route, not source route
     assert recorded_route(b"") is None
+
+
+def test_only_a_segment_the_connection_takes_can_change_its_route(stack: Stack, link: FakeLink) -> None:
+    """A forged segment that the connection drops (a RST far outside the window) must not redirect it;
+    a segment it takes does (SHLD-24)."""
+    stack.open(PEER, 80, wait=False, local_port=40000)
+    (syn,) = link.wait_sent(1)
+    iss = parse_tcp(parse_ipv4(syn)[1]).seq
+    synack = TcpSegment(80, 40000, 900, iss + 1, Flags.SYN | Flags.ACK, window=8000)
+    link.arrive(segment_from_peer(synack, b""))
+    wait_until(lambda: stack.status("c1").state is State.ESTABLISHED, "the handshake")
+    forged = TcpSegment(80, 40000, 900 + 123_456_789, iss + 1, Flags.RST, window=8000)
+    link.arrive(segment_from_peer(forged, completed(R1)))
+    plain = TcpSegment(80, 40000, 901, iss + 1, Flags.ACK | Flags.PSH, window=8000, payload=b"hi")
+    link.arrive(segment_from_peer(plain, b""))  # after the forgery, in order: when it is in, so is that
+    wait_until(lambda: stack.status("c1").rcv_nxt == 903, "the first data")
+    assert stack.status("c1").route == ()
+    data = TcpSegment(80, 40000, 903, iss + 1, Flags.ACK | Flags.PSH, window=8000, payload=b"yo")
+    link.arrive(segment_from_peer(data, completed(R2)))
+    wait_until(lambda: stack.status("c1").rcv_nxt == 905, "the second data")
+    assert stack.status("c1").route == (str(R2),)
