@@ -236,33 +236,36 @@ def stack_accept_rate(stack: Stack, lab: Lab, seconds: float, listeners: int = 8
     lock = threading.Lock()
     answer = b"a" * REQUEST
 
+    def serve_one() -> None:
+        cid = stack.listen(port)
+        try:
+            while not stack.wait_state(cid, State.ESTABLISHED, timeout=0.2):
+                if stop.is_set():
+                    return
+            got = 0
+            while got < REQUEST:
+                piece = stack.receive(cid, 65536, timeout=5)
+                if not piece:
+                    break
+                got += len(piece)
+            stack.send(cid, answer, push=True, timeout=5)
+            stack.close(cid)
+            with lock:
+                served[0] += 1
+        finally:
+            if stop.is_set():
+                with contextlib.suppress(StackError):
+                    if stack.status(cid).state in (State.LISTEN, State.SYN_RECEIVED):
+                        stack.abort(cid)
+
     def worker() -> None:
         while not stop.is_set():
-            cid = stack.listen(port)
             try:
-                while not stack.wait_state(cid, State.ESTABLISHED, timeout=0.2):
-                    if stop.is_set():
-                        return
-                got = 0
-                while got < REQUEST:
-                    piece = stack.receive(cid, 65536, timeout=5)
-                    if not piece:
-                        break
-                    got += len(piece)
-                stack.send(cid, answer, push=True, timeout=5)
-                stack.close(cid)
-                with lock:
-                    served[0] += 1
+                serve_one()
             except StackError as e:
                 with lock:
                     failed.append(str(e))
-            finally:
-                if stop.is_set():
-                    try:
-                        if stack.status(cid).state in (State.LISTEN, State.SYN_RECEIVED):
-                            stack.abort(cid)
-                    except StackError:
-                        pass
+                time.sleep(0.01)  # a refused LISTEN is not retried in a tight loop
 
     threads = [
         threading.Thread(target=worker, name=f"bench-listen-{i}", daemon=True) for i in range(listeners)
