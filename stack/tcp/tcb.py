@@ -347,6 +347,11 @@ class Tcb:
     def _flight(self) -> int:
         return seq_diff(self.snd_max, self.snd_una)
 
+    def _rcv_free(self) -> int:
+        """Receive buffer not taken by data in order or held out of order (may be slightly negative,
+        by less than a scale unit, when a rounded-up window was filled)."""
+        return self.config.rcv_buf - len(self._rcvq) - self._ooo_len
+
     def _ooo_bytes(self) -> int:
         return self._ooo_len
 
@@ -391,8 +396,7 @@ class Tcb:
                     # shows up to 2**shift - 1 octets to the left (RFC 7323 section 2.4), and what was
                     # offered before is still taken (_rcv_far).
                     up = -(-keep >> self.rcv_shift)
-                    free = self.config.rcv_buf - len(self._rcvq) - self._ooo_len
-                    if up << self.rcv_shift < free + (1 << self.rcv_shift):
+                    if up << self.rcv_shift < self._rcv_free() + (1 << self.rcv_shift):
                         scaled = min(MAX_WINDOW, up)
                 window = scaled
                 if options is NO_OPTIONS and (self.ts_ok or (self.sack_ok and self._ooo_spans)):
@@ -437,7 +441,7 @@ class Tcb:
         """The window to offer (RFC 9293 section 3.8.6.2.2): the right edge never moves left (SHLD-14),
         and it moves right only by at least min(RCV.BUFF / 2, Eff.snd.MSS) at a time, so the peer is
         never invited to send small segments (receiver SWS avoidance, MUST-39)."""
-        free = self.config.rcv_buf - len(self._rcvq) - self._ooo_len
+        free = self._rcv_free()
         keep = self._accept_wnd
         if free - keep >= min(self.config.rcv_buf // 2, self.config.mss_to_advertise):
             keep = free
@@ -584,7 +588,7 @@ class Tcb:
         """After the user reads, tell the peer once the window has opened by enough (3.8.6.2.2)."""
         if self.state not in (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
             return
-        free = self.config.rcv_buf - len(self._rcvq) - self._ooo_bytes()
+        free = self._rcv_free()
         offer = min(free, MAX_WINDOW << self.rcv_shift)
         opened = offer - self.rcv_wnd
         if opened < min(self.config.rcv_buf // 2, self.config.mss_to_advertise):
