@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from typing import NamedTuple
 
 from stack.tcp import Event, Result, State, Tcb, TcbConfig, TcbStatus, TcpError, reset_for
 from stack.tcp.isn import FixedIsn, IsnSource, Rfc6528Isn
@@ -77,9 +78,19 @@ class Conn:
         self.exchange.append((now, direction, self.tcb.state, light, len(seg.payload)))
 
 
-# How a connection's datagrams go: TTL, DSCP, and the hops of a source route before the remote address.
 Route = tuple[IPv4Address, ...]
-IpParams = tuple[int, int, Route]
+
+
+class IpParams(NamedTuple):
+    """How a connection's datagrams go: TTL (MUST-49), DSCP (MUST-48), the hops of a source route before
+    the remote address (MUST-51), and Eff.snd.MSS, the size into which a segment larger than it (when
+    the TCB's segmentation offload is on) is cut before the wire."""
+
+    ttl: int
+    dscp: int
+    route: Route
+    mss: int
+
 # (segment, source, destination, the connection's IpParams; None: the stack's own)
 Emit = Callable[[TcpSegment, IPv4Address, IPv4Address, "IpParams | None"], None]
 Schedule = Callable[[Conn, float], None]
@@ -431,7 +442,7 @@ class Pool:
         tcb = conn.tcb
         self._rekey(conn)
         remote = tcb.remote_addr
-        ip = (tcb.config.ttl, tcb.config.dscp, conn.route)  # MUST-49, MUST-48, MUST-51: passed to IP
+        ip = IpParams(tcb.config.ttl, tcb.config.dscp, conn.route, tcb.eff_snd_mss)  # passed to IP
         for seg in res.segments:
             if remote is not None:
                 conn.record(now, "out", seg)

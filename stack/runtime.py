@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Protocol
 
-from stack.host import Conn, IpParams, Pool, PoolError, is_unicast
+from stack.host import Conn, IpParams, Pool, PoolError, Route, is_unicast
 from stack.tcp import Event, State, TcbConfig, TcbStatus, TcpError
 from stack.tcp.isn import IsnSource
 from stack.wire.errors import ParseError
@@ -36,7 +36,7 @@ from stack.wire.ipv4 import (
     source_route_option,
 )
 from stack.wire.reassembly import Reassembler, ReassemblyCounters, fragment
-from stack.wire.tcp import TcpSegment, build_tcp, parse_tcp
+from stack.wire.tcp import TcpSegment, build_tcp, parse_tcp, split_segment
 
 
 class Link(Protocol):
@@ -228,11 +228,15 @@ class Stack:
             flags=IPv4Flags.DF if df else IPv4Flags(0),
         )
 
-    def _transmit(self, datagram: bytes, dst: IPv4Address) -> bool:
-        """Send one datagram under the send lock; False (counted in `send_failures`) when it failed."""
+    def _transmit(self, datagram: bytes, dst: IPv4Address, cut: tuple[int, int] | None = None) -> bool:
+        """Send one datagram under the send lock; False (counted in `send_failures`) when it failed.
+        With `cut` (IP header length, MSS), a TCP datagram the link completes and cuts (`send_tcp`)."""
         with self._send_lock:
             try:
-                self.link.send(datagram, dst)
+                if cut:
+                    self.link.send_tcp(datagram, dst, *cut)  # type: ignore[attr-defined]
+                else:
+                    self.link.send(datagram, dst)
                 return True
             except OSError as e:
                 # The network's answer (no route, a full queue), not the stack's fault: counted, and
@@ -242,8 +246,25 @@ class Stack:
                 return False
 
     def _emit(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address, ip: IpParams | None = None) -> None:
+        """Send one segment of a connection (or the stack's own, `ip` None). A segment longer than the
+        connection's Eff.snd.MSS (the TCB's segmentation offload) is cut by the link when it can (one
+        datagram, the kernel cuts it and completes the checksums), else here, in software: either way
+        no segment on the wire is longer than Eff.snd.MSS."""
+        ttl, dscp, route, mss = ip or (self.ttl, 0, (), 0)
+        if mss and len(seg.payload) > mss:
+            link = self.link
+            if getattr(link, "offload", False) and not route:
+                self._emit_offloaded(seg, src, dst, ttl, dscp, mss)
+                return
+            for piece in split_segment(seg, mss):
+                self._emit_one(piece, src, dst, ttl, dscp, route)
+            return
+        self._emit_one(seg, src, dst, ttl, dscp, route)
+
+    def _emit_one(
+        self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address, ttl: int, dscp: int, route: Route
+    ) -> None:
         tcp = build_tcp(seg, src, dst)  # the pseudo-header names the final destination (RFC 9293 3.1)
-        ttl, dscp, route = ip or (self.ttl, 0, ())
         header = self._ip_header(src, dst, IpProto.TCP, ttl=ttl, dscp=dscp)
         if route:
             # A source route (RFC 791 3.1): to the first hop, the rest and the destination in the option.
@@ -254,6 +275,20 @@ class Stack:
             fn("out", src, dst, seg, datagram)
         if self._transmit(datagram, dst):
             self.counters.segments_out += 1
+
+    def _emit_offloaded(
+        self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address, ttl: int, dscp: int, mss: int
+    ) -> None:
+        """One datagram that the link cuts into segments of `mss` (DESIGN.md, "The fast path"). Taps see
+        the segments the wire will carry, as a capture on the interface would."""
+        header = self._ip_header(src, dst, IpProto.TCP, ttl=ttl, dscp=dscp)
+        datagram = build_ipv4(header, build_tcp(seg, src, dst, offload=True))
+        pieces = split_segment(seg, mss)
+        for fn in self._taps:
+            for piece in pieces:
+                fn("out", src, dst, piece, build_ipv4(header, build_tcp(piece, src, dst)))
+        if self._transmit(datagram, dst, cut=(header.header_len, mss)):
+            self.counters.segments_out += len(pieces)
 
     def _schedule(self, conn: Conn, deadline: float) -> None:
         with self._timer_cv:

@@ -71,6 +71,11 @@ class TcbConfig:
     max_connections: int = 65536
     # The out-of-order queue holds at most this many pieces (its octets are bounded by the window).
     ooo_max: int = 4096
+    # Segmentation offload, as Linux's TSO/GSO: new data may leave the TCB in segments of up to this
+    # many octets, which the link (or the stack, in software) cuts into segments of Eff.snd.MSS before
+    # the wire, so the per-segment work is paid once per 64 KB. 0: one segment of at most Eff.snd.MSS
+    # at a time. Retransmissions, probes and urgent data always go one segment at a time.
+    gso_max: int = 0
 
     @classmethod
     def full(cls, **overrides: object) -> TcbConfig:
@@ -174,8 +179,12 @@ SETTABLE = (
     "ttl",
     "dscp",
     "icmp_reports",
+    "gso_max",
 )
-RANGES = {"ttl": (1, 255), "dscp": (0, 63)}
+# GSO_LIMIT: an IPv4 datagram of at most 65,535 octets holds a 20-octet IP header, a TCP header of up to 60
+# and the data.
+GSO_LIMIT = 65535 - 20 - 60
+RANGES = {"ttl": (1, 255), "dscp": (0, 63), "gso_max": (0, GSO_LIMIT)}
 
 
 # What the SYN negotiates: `set default NAME VALUE` changes it for connections opened from then on.

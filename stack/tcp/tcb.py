@@ -1589,6 +1589,16 @@ class Tcb:
             flight -= self._sb.sacked_below(self.snd_nxt)  # going back after a timeout: SACKed is not sent
         return cwnd - flight
 
+    def _segment_limit(self, mss: int, probe: bool) -> int:
+        """The most one segment may carry: Eff.snd.MSS, or up to `gso_max` of new data outside recovery
+        when segmentation offload is on (the link or the stack cuts it into Eff.snd.MSS pieces with the
+        same header, PSH and FIN on the last only, as Linux's TSO/GSO does). Retransmissions, probes and
+        urgent data go one segment at a time."""
+        big = self.config.gso_max
+        if big <= mss or probe or self._in_recovery or self._urgent_out or seq_lt(self.snd_nxt, self.snd_max):
+            return mss
+        return big - big % mss
+
     def _send_new(self, now: float, room: int, probe: bool, mss: int) -> bool:
         """Send one segment from SND.NXT (new data, or data again after a timeout pulled SND.NXT
         back), or the FIN; False when nothing may go."""
@@ -1609,7 +1619,9 @@ class Tcb:
             if not probe:
                 return False  # window full (or shrunk: nothing new goes out, MUST-34)
             usable = 1
-        n = min(mss, usable, remaining)
+        n = min(self._segment_limit(mss, probe), usable, remaining)
+        if n > mss and n < remaining:
+            n -= n % mss  # a large segment is cut into whole segments, but for the end of what is queued
         if self._sb and seq_lt(self.snd_nxt, self.snd_max):
             nxt_sacked = self._sb.next_sacked(self.snd_nxt)
             if nxt_sacked is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
 from stack.wire._fields import octets, uint
@@ -35,6 +35,7 @@ __all__ = [
     "build_tcp",
     "parse_options",
     "parse_tcp",
+    "split_segment",
     "tcp_checksum_ok",
 ]
 
@@ -278,11 +279,14 @@ def parse_tcp(
     )
 
 
-def build_tcp(seg: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
+def build_tcp(seg: TcpSegment, src: IPv4Address, dst: IPv4Address, *, offload: bool = False) -> bytes:
     """Encode `seg` as a TCP segment from `src` to `dst`, checksum filled in (MUST-2).
 
     The data offset is computed from the options, which are padded with zeros to a 32-bit
     boundary (MUST-69). The checksum covers the pseudo-header, header and data (RFC 9293 section 3.1).
+    With `offload`, the checksum field holds only the folded, uncomplemented sum of the pseudo-header
+    (of the whole segment's length), for a link that completes it (Linux's CHECKSUM_PARTIAL, which a
+    virtio_net_hdr with NEEDS_CSUM asks for); the data is then not summed in Python at all.
     Raises ValueError naming the field when a value does not fit its header field.
     """
     src_port = uint("source port", seg.src_port, 16)
@@ -300,10 +304,35 @@ def build_tcp(seg: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
         raise ValueError(f"TCP segment of {length} octets does not fit the 16-bit pseudo-header length")
     offset_byte = (header_len // 4) << 4
     header = _HEADER.pack(src_port, dst_port, seq, ack, offset_byte, flags, window, 0, urgent) + options
-    # The header has even length, so the payload's words stay aligned when summed apart (RFC 1071 2(C)).
-    total = raw_sum(header) + raw_sum(payload) + pseudo_header_sum(src, dst, PROTO_TCP, length)
-    checksum = ~fold16(total) & 0xFFFF
+    if offload:
+        checksum = fold16(pseudo_header_sum(src, dst, PROTO_TCP, length))
+    else:
+        # The header has even length, so the payload's words stay aligned when summed apart (RFC 1071 2(C)).
+        total = raw_sum(header) + raw_sum(payload) + pseudo_header_sum(src, dst, PROTO_TCP, length)
+        checksum = ~fold16(total) & 0xFFFF
     return header[:16] + _CHECKSUM.pack(checksum) + header[18:] + payload
+
+
+def split_segment(seg: TcpSegment, size: int) -> list[TcpSegment]:
+    """Cut a segment carrying more than `size` octets of data into segments of `size` (the last may be
+    shorter), as Linux's GSO cuts a large one (tcp_gso_segment): the same header and options on each,
+    the sequence number advancing, CWR on the first only, PSH and FIN on the last only. A segment that
+    fits is returned as it is. Urgent data is never sent this way (the pointer would need moving)."""
+    data = seg.payload
+    if len(data) <= size:
+        return [seg]
+    if size <= 0:
+        raise ValueError(f"segment size {size} must be more than zero")
+    last = len(data) - 1 - (len(data) - 1) % size
+    first_flags = seg.flags & ~(Flags.PSH | Flags.FIN)
+    pieces = []
+    for at in range(0, len(data), size):
+        flags = seg.flags if at == last else first_flags
+        if at:
+            flags &= ~Flags.CWR
+        seq = (seg.seq + at) & 0xFFFFFFFF
+        pieces.append(replace(seg, seq=seq, flags=flags, payload=data[at : at + size]))
+    return pieces
 
 
 def tcp_checksum_ok(data: bytes | bytearray | memoryview, src: IPv4Address, dst: IPv4Address) -> bool:

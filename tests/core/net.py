@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 
 from stack.tcp import Event, EventKind, Result, State, Tcb, TcbConfig
 from stack.tcp.isn import FixedIsn
-from stack.wire.tcp import Flags, TcpOptions, TcpSegment
+from stack.wire.tcp import Flags, TcpOptions, TcpSegment, split_segment
 
 A_ADDR = IPv4Address("198.18.0.1")
 B_ADDR = IPv4Address("198.18.0.2")
@@ -81,7 +81,14 @@ class Net:
         return res
 
     def _put(self, sender: str, seg: TcpSegment) -> None:
-        self.side(sender).sent.append(seg)
+        """`sent` keeps what the TCB emitted; the wire (and `log`) carries segments of at most the sender's
+        Eff.snd.MSS, a larger one (segmentation offload) cut as the runtime or the link cuts it."""
+        side = self.side(sender)
+        side.sent.append(seg)
+        for piece in split_segment(seg, side.tcb.eff_snd_mss):
+            self._wire(sender, piece)
+
+    def _wire(self, sender: str, seg: TcpSegment) -> None:
         self.log.append((self.now, sender, seg))
         if any(rule(seg, sender) for rule in self.drop_rules):
             return
