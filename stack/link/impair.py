@@ -405,6 +405,18 @@ class ImpairedLink:
     def mtu(self) -> int:
         return self.inner.mtu
 
+    @property
+    def offload(self) -> bool:
+        """Whether the stack may hand over TCP datagrams longer than the MSS (`send_tcp`): only when the
+        inner link can cut them and nothing is impaired or waiting either way, since an impairment
+        must see, drop, copy, corrupt and delay single segments as a wire would."""
+        return bool(getattr(self.inner, "offload", False)) and not self.active and not self._out.engaged
+
+    @property
+    def gso_max(self) -> int:
+        """The inner link's largest TCP payload for one `send_tcp` (0 when it has none)."""
+        return int(getattr(self.inner, "gso_max", 0))
+
     def __getattr__(self, name: str) -> Any:
         """Anything else (fileno, interface, ...) is the inner link's."""
         if name == "inner":  # not yet set: during construction or unpickling
@@ -500,6 +512,18 @@ class ImpairedLink:
             with self._wire:
                 for e in at_once:
                     self.inner.send(e.data, e.item)  # type: ignore[arg-type]
+
+    def send_tcp(self, datagram: bytes, dst: IPv4Address, ip_header_len: int, mss: int) -> None:
+        """A TCP datagram for the inner link to cut into segments of `mss` (PacketLink.send_tcp). Should
+        an impairment have been set since the caller read `offload`, it is cut here instead (in
+        software, checksums completed) and each segment goes through `send` and the impairment."""
+        if self.offload:
+            self.inner.send_tcp(datagram, dst, ip_header_len, mss)  # type: ignore[attr-defined]
+            return
+        from stack.link.packet import segment
+
+        for piece in segment(datagram, ip_header_len, mss):
+            self.send(piece, dst)
 
     def _start_scheduler(self) -> None:
         if self._thread is None:

@@ -74,7 +74,15 @@ def _attach_filter(sock: socket.socket, program: bytes) -> None:
 
 
 class RawLink:
-    """IPv4 in and out on one interface, for the stack's own address."""
+    """IPv4 in and out on one interface, for the stack's own address.
+
+    It cuts nothing for the stack: `offload` is False and `gso_max` 0, so every TCP segment reaches
+    `send` no longer than the MSS, its checksum complete (stack/link/packet.py's PacketLink, a
+    RawLink, is the one that can).
+    """
+
+    offload: bool = False
+    gso_max: int = 0
 
     def __init__(
         self,
