@@ -305,7 +305,7 @@ FLAG_LETTERS = (
 )
 
 
-def tcpdump_flags(flags: Flags) -> str:
+def tcpdump_flags(flags: int) -> str:
     """Flags as tcpdump writes them: [S], [S.], [P.], [F.], [R.] ('.' is ACK)."""
     letters = "".join(ch for bit, ch in FLAG_LETTERS if flags & bit)
     if flags & Flags.ACK:

@@ -377,7 +377,7 @@ class Tcb:
         self._ev.append(Event(kind, message, count))
 
     def _emit(
-        self, seq: int, flags: Flags, payload: bytes = b"", options: TcpOptions = NO_OPTIONS
+        self, seq: int, flags: int, payload: bytes = b"", options: TcpOptions = NO_OPTIONS
     ) -> TcpSegment:
         """Queue one segment for the wire. Every segment but a RST carries ACK=RCV.NXT once synchronized."""
         window = 0
@@ -1651,7 +1651,7 @@ class Tcb:
         self._transmit(now, flags, payload)
         return True
 
-    def _transmit(self, now: float, flags: Flags, payload: bytes) -> None:
+    def _transmit(self, now: float, flags: int, payload: bytes) -> None:
         seq = self.snd_nxt
         length = len(payload) + (1 if flags & Flags.FIN else 0)
         end = seq_add(seq, length)

@@ -44,7 +44,7 @@ OUR_MSS = 1460
 T0 = 0.0
 NOW = 0.5
 
-NONE = Flags(0)
+NONE = 0
 FIN = Flags.FIN
 SYN = Flags.SYN
 RST = Flags.RST
@@ -98,7 +98,7 @@ def rcv_nxt(state: State, irs: int = IRS) -> int:
 def seg(
     seq: int = IRS + 1,
     ack: int = ISS + 1,
-    flags: Flags = ACK,
+    flags: int = ACK,
     *,
     window: int = PEER_WND,
     urgent: int = 0,
@@ -112,7 +112,7 @@ def seg(
 def out(
     seq: int,
     ack: int = 0,
-    flags: Flags = ACK,
+    flags: int = ACK,
     *,
     window: int = OUR_WND,
     urgent: int = 0,

@@ -46,8 +46,8 @@ FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = (
     Flags.ECE,
     Flags.CWR,
 )
-NO_FLAGS = Flags(0)
-ALL_FLAGS = Flags(0xFF)
+NO_FLAGS = 0
+ALL_FLAGS = 0xFF
 
 # Control-bit combinations worth trying often; any of the 256 comes up now and then as well.
 FLAG_MIX = (
@@ -294,7 +294,7 @@ def random_payload(r: Source, v: View) -> bytes:
 
 def random_segment(r: Source, v: View) -> TcpSegment:
     """A segment from the peer's port to ours, its numbers aimed near the target's windows."""
-    flags = r.pick(FLAG_MIX) if r.coin(0.85) else Flags(r.int(0, 255))
+    flags = r.pick(FLAG_MIX) if r.coin(0.85) else r.int(0, 255)
     sport, dport = v.remote_port, v.local_port
     if r.coin(0.03):
         sport, dport = r.int(0, 65535), r.int(0, 65535)
@@ -329,7 +329,7 @@ def mutate(r: Source, seg: TcpSegment, v: View) -> TcpSegment:
         elif kind == 3:
             seg = replace(seg, ack=_flip(seg.ack, 32, r))
         elif kind == 4:
-            seg = replace(seg, flags=Flags(seg.flags ^ (1 << r.int(0, 7))))
+            seg = replace(seg, flags=seg.flags ^ (1 << r.int(0, 7)))
         elif kind == 5:
             seg = replace(seg, window=_flip(seg.window, 16, r) if r.coin(0.5) else r.pick((0, 1, 65535)))
         elif kind == 6:

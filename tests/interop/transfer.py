@@ -313,7 +313,7 @@ class Seen:
         return self.seg.src_port if self.out else self.seg.dst_port
 
     @property
-    def flags(self) -> Flags:
+    def flags(self) -> int:
         return self.seg.flags
 
     @property

@@ -235,7 +235,7 @@ class Peer:
         self.port, self.their_next = syn.src_port, syn.seq + 1
         self.seq = 70_000
 
-    def segment(self, flags: Flags, payload: bytes = b"", options: TcpOptions = NO_OPTIONS) -> bytes:
+    def segment(self, flags: int, payload: bytes = b"", options: TcpOptions = NO_OPTIONS) -> bytes:
         seg = TcpSegment(
             80, self.port, self.seq, self.their_next, flags, 65535, options=options, payload=payload
         )

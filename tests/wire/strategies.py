@@ -7,7 +7,6 @@ from ipaddress import IPv4Address
 from hypothesis import strategies as st
 
 from stack.wire import (
-    Flags,
     IcmpMessage,
     IPv4Flags,
     IPv4Header,
@@ -89,7 +88,7 @@ def tcp_segments(unknown: bool = True, max_payload: int = 1500) -> st.SearchStra
         dst_port=U16,
         seq=U32,
         ack=U32,
-        flags=st.integers(0, 255).map(Flags),
+        flags=st.integers(0, 255),
         window=U16,
         urgent=U16,
         options=tcp_options(unknown=unknown),

@@ -136,7 +136,7 @@ def dpkt_segments(draw: st.DrawFn) -> tuple[bytes, TcpSegment, IPv4Address, IPv4
     space += bytes(-len(space) % 4)
     seg = TcpSegment(
         src_port=draw(U16), dst_port=draw(U16), seq=draw(U32), ack=draw(U32),
-        flags=Flags(draw(st.integers(0, 255))), window=draw(U16), urgent=draw(U16),
+        flags=draw(st.integers(0, 255)), window=draw(U16), urgent=draw(U16),
         options=opts, payload=draw(st.binary(max_size=1500)),
     )
     src, dst = draw(addresses), draw(addresses)
