@@ -195,6 +195,17 @@ def parse_options(buf: bytes | bytearray | memoryview) -> TcpOptions:
     )
 
 
+def _timestamps_only(opts: TcpOptions) -> bytes:
+    """The options of a segment that carries timestamps alone (most segments of a connection that
+    negotiated them), as build_options writes them, without its checks; b"" for any other options."""
+    ts = opts.timestamps
+    if ts is None or opts.sack_blocks or opts.mss is not None or opts.wscale is not None or opts.unknown:
+        return b""
+    if opts.sack_permitted or not (0 <= ts[0] <= 0xFFFFFFFF and 0 <= ts[1] <= 0xFFFFFFFF):
+        return b""
+    return b"\x01\x01\x08\x0a" + _TS.pack(ts[0], ts[1])
+
+
 def build_options(opts: TcpOptions) -> bytes:
     """Encode options in Linux's order and layout, zero-padded to a 32-bit boundary.
 
@@ -299,21 +310,26 @@ def build_tcp(seg: TcpSegment, src: IPv4Address, dst: IPv4Address, *, offload: b
     virtio_net_hdr with NEEDS_CSUM asks for); the data is then not summed in Python at all.
     Raises ValueError naming the field when a value does not fit its header field.
     """
-    src_port = uint("source port", seg.src_port, 16)
-    dst_port = uint("destination port", seg.dst_port, 16)
-    seq = uint("sequence number", seg.seq, 32)
-    ack = uint("acknowledgment number", seg.ack, 32)
-    flags = uint("flags", seg.flags, 8)
-    window = uint("window", seg.window, 16)
-    urgent = uint("urgent pointer", seg.urgent, 16)
-    payload = octets("payload", seg.payload)
-    options = b"" if seg.options is NO_OPTIONS else build_options(seg.options)
+    payload = seg.payload if type(seg.payload) is bytes else octets("payload", seg.payload)
+    opts = seg.options
+    options = b"" if opts is NO_OPTIONS else _timestamps_only(opts) or build_options(opts)
     header_len = TCP_HEADER_LEN + len(options)
     length = header_len + len(payload)
     if length > 0xFFFF:
         raise ValueError(f"TCP segment of {length} octets does not fit the 16-bit pseudo-header length")
-    offset_byte = (header_len // 4) << 4
-    header = _HEADER.pack(src_port, dst_port, seq, ack, offset_byte, flags, window, 0, urgent) + options
+    fields = (seg.src_port, seg.dst_port, seg.seq, seg.ack, (header_len // 4) << 4, seg.flags, seg.window)
+    try:
+        header = _HEADER.pack(*fields, 0, seg.urgent) + options
+    except struct.error:
+        # Something does not fit its field: the checks name it (this path is never the usual one).
+        uint("source port", seg.src_port, 16)
+        uint("destination port", seg.dst_port, 16)
+        uint("sequence number", seg.seq, 32)
+        uint("acknowledgment number", seg.ack, 32)
+        uint("flags", seg.flags, 8)
+        uint("window", seg.window, 16)
+        uint("urgent pointer", seg.urgent, 16)
+        raise
     if offload:
         checksum = fold16(pseudo_header_sum(src, dst, PROTO_TCP, length))
     else:
