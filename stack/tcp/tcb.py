@@ -168,6 +168,23 @@ class TcbStatus:
 class Tcb:
     """One connection. Create it, then call `open` (RFC 9293 section 3.10.1)."""
 
+    # Slots, not a __dict__: ten thousand idle connections are a benchmark target (issue 8).
+    __slots__ = (
+        "_ack_now", "_challenge_since", "_challenges", "_close_error", "_delack_bytes", "_dupacks",
+        "_episode_start", "_ev", "_fin_news", "_fin_queued", "_high_rxt", "_in_recovery", "_isn",
+        "_ka_probes", "_last_ack_sent", "_last_data_sent", "_last_heard", "_listen_remote", "_ooo",
+        "_ooo_len", "_ooo_recent", "_ooo_spans", "_opened", "_peer_sack", "_peer_wscale",
+        "_persist_backoff", "_r1_told", "_rcv_adv", "_rcv_far", "_rcv_push", "_rcvq", "_recover",
+        "_retx_count", "_rtt_seq", "_rtt_time", "_rtx_due", "_sb", "_sndq", "_sndq_seq",
+        "_syn_retransmitted", "_timers", "_ts_now", "_tx", "_urgent_out", "_urgent_signalled",
+        "bad_segments", "cc", "challenge_acks", "challenge_acks_suppressed", "config", "fast_retransmits",
+        "from_listen", "icmp_errors", "icmp_ignored", "irs", "iss", "local_addr", "local_port",
+        "max_snd_wnd", "passive", "path_mtu", "paws_dropped", "rcv_nxt", "rcv_shift", "rcv_up",
+        "remote_addr", "remote_port", "retransmissions", "rto", "rto_expiries", "sack_ok", "segments_in",
+        "segments_out", "snd_max", "snd_mss", "snd_nxt", "snd_shift", "snd_una", "snd_up", "snd_wl1",
+        "snd_wl2", "snd_wnd", "soft_error", "state", "ts_ok", "ts_recent",
+    )
+
     def __init__(
         self,
         local_addr: IPv4Address | None,
