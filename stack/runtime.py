@@ -80,6 +80,7 @@ class Counters:
     icmp_errors: int = 0  # error messages handed to the pool (destination unreachable, time exceeded...)
     icmp_ignored: int = 0  # other ICMP types, and echo requests from an address that is not unicast
     send_failures: int = 0  # datagrams the link refused (no route, a full queue)
+    offloaded: int = 0  # datagrams the link cut into segments (its pieces are in segments_out)
     other_protocols: int = 0  # datagrams of a protocol other than TCP or ICMP: dropped
     # What IPv4 reassembly did: fragments in, datagrams reassembled, fragments dropped, and why
     # (timeouts, overlaps, the memory bound, tiny fragments...). The Reassembler's own counters.
@@ -289,6 +290,7 @@ class Stack:
                 fn("out", src, dst, piece, build_ipv4(header, build_tcp(piece, src, dst)))
         if self._transmit(datagram, dst, cut=(header.header_len, mss)):
             self.counters.segments_out += len(pieces)
+            self.counters.offloaded += 1
 
     def _schedule(self, conn: Conn, deadline: float) -> None:
         with self._timer_cv:

@@ -92,6 +92,7 @@ class TcbConfig:
             "delayed_ack": True,
             "nagle": True,
             "rcv_buf": 1 << 20,
+            "gso_max": GSO_DEFAULT,
         }
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]
@@ -184,6 +185,7 @@ SETTABLE = (
 # GSO_LIMIT: an IPv4 datagram of at most 65,535 octets holds a 20-octet IP header, a TCP header of up to 60
 # and the data.
 GSO_LIMIT = 65535 - 20 - 60
+GSO_DEFAULT = 64_000  # under GSO_LIMIT and under what a veth or a NIC takes in one frame (64 KiB)
 RANGES = {"ttl": (1, 255), "dscp": (0, 63), "gso_max": (0, GSO_LIMIT)}
 
 

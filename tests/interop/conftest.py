@@ -20,6 +20,7 @@ import pytest
 from stack.firewall import FirewallError
 from stack.lab import Lab, LabUnavailable
 from stack.link.impair import ImpairedLink
+from stack.link.packet import PacketLink
 from stack.link.raw import RawLink
 from stack.runtime import Stack
 from stack.tcp import TcbConfig
@@ -109,6 +110,23 @@ def lab_stack(stack_lab: Lab) -> Iterator[Stack]:
     raw = RawLink(stack_lab.stack_if, stack_lab.stack_addr, namespace=stack_lab.enter_stack_ns())
     link = ImpairedLink(raw, seed=IMPAIR_SEED)
     the_stack = Stack(link, config=TcbConfig.full(mtu=link.mtu, rto_min=0.2)).start()
+    try:
+        yield the_stack
+    finally:
+        try:
+            the_stack.shutdown(grace=1.0)
+        finally:
+            the_stack.stop()
+
+
+@pytest.fixture
+def fast_stack(stack_lab: Lab) -> Iterator[Stack]:
+    """As `lab_stack`, on the fast link (`tcpsh --lab`'s default): PacketLink, and segmentation offload
+    on in the TCBs (`TcbConfig.full()`), so that the kernel cuts the stack's 64 KB segments."""
+    ns = stack_lab.enter_stack_ns()
+    link = PacketLink(stack_lab.stack_if, stack_lab.stack_addr, namespace=ns)
+    the_stack = Stack(ImpairedLink(link, seed=IMPAIR_SEED), config=TcbConfig.full(mtu=link.mtu, rto_min=0.2))
+    the_stack.start()
     try:
         yield the_stack
     finally:
