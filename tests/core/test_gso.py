@@ -18,6 +18,10 @@ def offloading(**kw: object) -> TcbConfig:
     return TcbConfig.full(gso_max=GSO, **kw)  # type: ignore[arg-type]
 
 
+def test_the_stacks_profile_offloads_and_the_baseline_does_not() -> None:
+    assert TcbConfig.full().gso_max > 0 and TcbConfig().gso_max == 0
+
+
 def data_segments(segs: list[TcpSegment]) -> list[TcpSegment]:
     return [s for s in segs if s.payload]
 
@@ -48,7 +52,7 @@ def test_new_data_leaves_in_large_segments_of_whole_mss_and_arrives_intact() -> 
 
 
 def test_without_gso_max_no_segment_exceeds_the_mss() -> None:
-    net = connected(a_config=TcbConfig.full(), b_config=TcbConfig.full())
+    net = connected(a_config=TcbConfig.full(gso_max=0), b_config=TcbConfig.full())
     a = net.a.tcb
     data = random.Random(8).randbytes(300_000)
     net.take("a", a.send(data, net.now))
