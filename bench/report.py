@@ -112,9 +112,13 @@ def rows(results: dict[str, Any], options: dict[str, Any]) -> list[Row]:
     bulk = results.get("bulk")
     if bulk:
         section = f"Bulk, {size:g} MB each, MTU 1500" + _others(bulk)
+        link = results.get("link", "fast")
+        other = "plain" if link == "fast" else "fast"
         for key, measure, ref in (
-            ("send", "stack → Linux", "linux_send"),
-            ("receive", "Linux → stack (TSO frames of up to 64 KB)", "linux_receive"),
+            ("send", f"stack → Linux ({link} link)", "linux_send"),
+            (f"send_{other}", f"stack → Linux ({other} link)", "linux_send"),
+            ("receive", f"Linux → stack (TSO frames of up to 64 KB; {link} link)", "linux_receive"),
+            (f"receive_{other}", f"Linux → stack (TSO frames; {other} link)", "linux_receive"),
             ("receive_mtu", "Linux → stack, TSO off (frames of 1500 octets)", "linux_receive_mtu"),
         ):
             if key not in bulk:

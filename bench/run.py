@@ -26,6 +26,7 @@ from bench import measure, report
 from bench.profile import CLOCKS, ThreadProfiles, top, waits, write
 from stack.lab import LabError, LabUnavailable
 from stack.link.impair import ImpairedLink
+from stack.link.packet import PacketLink
 from stack.link.raw import RawLink
 from stack.runtime import Stack
 from stack.tcp import State, TcbConfig
@@ -46,6 +47,7 @@ FULL = {
     "batch": 500,
     "profile_size": 20_000_000,
     "profile_clock": "cpu",
+    "link": "fast",
 }
 QUICK = {
     "size": 4_000_000,
@@ -61,7 +63,9 @@ QUICK = {
     "batch": 100,
     "profile_size": 1_000_000,
     "profile_clock": "cpu",
+    "link": "fast",
 }
+LINKS = ("fast", "plain")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,6 +123,13 @@ def parser() -> argparse.ArgumentParser:
         help="cpu: each thread's CPU time (default); wall: also where threads wait (bench/profile.py)",
     )
     p.add_argument(
+        "--link",
+        choices=LINKS,
+        help="the stack's link, as tcpsh --link: fast (PacketLink, the kernel cuts the stack's 64 KB "
+        "segments; default) or plain (RawLink, one datagram a segment); the bulk section also moves "
+        "its two transfers on the other one",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -164,12 +175,14 @@ def stack_config(mtu: int, settings: Sequence[str]) -> TcbConfig:
     return config
 
 
-def start_stack(lab: Any, settings: Sequence[str]) -> Stack:
-    """The stack on the lab as `tcpsh --lab` builds it: RawLink in the stack's namespace, wrapped in
-    the (pass-through) impairment layer, the defaults of TcbConfig.full() and any --set."""
-    raw = RawLink(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns())
-    link = ImpairedLink(raw)
-    return Stack(link, config=stack_config(link.mtu, settings)).start()
+def start_stack(lab: Any, settings: Sequence[str], link: str = "fast") -> Stack:
+    """The stack on the lab as `tcpsh --lab --link LINK` builds it: PacketLink (fast) or RawLink (plain)
+    in the stack's namespace, wrapped in the (pass-through) impairment layer, the defaults of
+    TcbConfig.full() and any --set."""
+    kind = PacketLink if link == "fast" else RawLink
+    inner = kind(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns())
+    wrapped = ImpairedLink(inner)
+    return Stack(wrapped, config=stack_config(wrapped.mtu, settings)).start()
 
 
 def stop_stack(stack: Stack) -> None:
@@ -192,8 +205,9 @@ def run(options: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
             f"labs: {labs.stack.tag} (stack {labs.stack.stack_addr}, Linux {labs.stack.kernel_addr}), "
             f"{labs.linux.tag} (Linux {labs.linux.stack_addr} and {labs.linux.kernel_addr})"
         )
-        stack = start_stack(labs.stack, options["set"])
+        stack = start_stack(labs.stack, options["set"], options["link"])
         results["stack_config"] = stack.defaults()
+        results["link"] = options["link"]
         try:
             if "scale" in only:
                 say(
@@ -226,6 +240,20 @@ def run(options: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
                 say(f"bulk, {options['size'] / 1e6:g} MB each:")
                 others = measure.OtherLoad()
                 results["bulk"] = bulk(stack, labs, options["size"], options["max_seconds"], say)
+                # The stack's two transfers on the other link, on a stack of its own (two stacks on one
+                # address would answer each other's segments with resets).
+                other = next(kind for kind in LINKS if kind != options["link"])
+                stop_stack(stack)
+                alt = start_stack(labs.stack, options["set"], other)
+                try:
+                    for key, what, fn in (("send", "stack → Linux", measure.stack_send),
+                                          ("receive", "Linux → stack", measure.stack_receive)):
+                        r = results["bulk"][f"{key}_{other}"] = fn(alt, labs.stack, options["size"],
+                                                                   options["max_seconds"])
+                        say(f"  {what}, {other} link: {r['octets'] / 1e6:g} MB, {r['mb_s']:.1f} MB/s")
+                finally:
+                    stop_stack(alt)
+                stack = start_stack(labs.stack, options["set"], options["link"])
                 results["bulk"]["others_cores"] = others.cores()
             if "loss" in only:
                 say(
@@ -332,7 +360,7 @@ def profile(
         fn = measure.stack_send if key == "send" else measure.stack_receive
         frames = labs_mod.segments_of_mtu(labs.stack) if key.endswith("_mtu") else contextlib.nullcontext()
         with frames, ThreadProfiles(clock) as profiles:
-            stack = start_stack(labs.stack, options["set"])
+            stack = start_stack(labs.stack, options["set"], options["link"])
             try:
                 with profiles.caller():
                     moved = fn(stack, labs.stack, n, options["max_seconds"])
