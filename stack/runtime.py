@@ -284,12 +284,13 @@ class Stack:
         the segments the wire will carry, as a capture on the interface would."""
         header = self._ip_header(src, dst, IpProto.TCP, ttl=ttl, dscp=dscp)
         datagram = build_ipv4(header, build_tcp(seg, src, dst, offload=True))
-        pieces = split_segment(seg, mss)
-        for fn in self._taps:
-            for piece in pieces:
-                fn("out", src, dst, piece, build_ipv4(header, build_tcp(piece, src, dst)))
+        if self._taps:
+            for piece in split_segment(seg, mss):
+                wire = build_ipv4(header, build_tcp(piece, src, dst))
+                for fn in self._taps:
+                    fn("out", src, dst, piece, wire)
         if self._transmit(datagram, dst, cut=(header.header_len, mss)):
-            self.counters.segments_out += len(pieces)
+            self.counters.segments_out += -(-len(seg.payload) // mss)
             self.counters.offloaded += 1
 
     def _schedule(self, conn: Conn, deadline: float) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Final
 
@@ -357,7 +357,10 @@ def split_segment(seg: TcpSegment, size: int) -> list[TcpSegment]:
         if at:
             flags &= ~Flags.CWR
         seq = (seg.seq + at) & 0xFFFFFFFF
-        pieces.append(replace(seg, seq=seq, flags=flags, payload=data[at : at + size]))
+        pieces.append(
+            TcpSegment(seg.src_port, seg.dst_port, seq, seg.ack, flags, seg.window, seg.urgent, seg.options,
+                       data[at : at + size])
+        )
     return pieces
 
 
