@@ -52,12 +52,13 @@ against), and a link must not change a real host interface that others use. Wher
 the MTU must cross the veth (a capture, a loss model on the far side), turn TSO off there, as
 bench/labs.py `segments_of_mtu` does; this link's frames are then cut in software.
 
-GRO: on veth, `ethtool -K IF gro on` (which puts the veth in NAPI mode) joins 1448-octet segments
-arriving from the peer into frames of up to 44 segments (63,752 octets measured), which reach the
-AF_PACKET socket whole and marked CSUM_VALID. `PacketLink(..., gro=True)` turns it on for the link's
-interface (meant for the lab's veth, which belongs to the stack) and `close()` puts it back;
-`set_gro()` does the same at any time. Off by default: on a host's real interface it is the host's
-setting, not the stack's.
+GRO: on veth, `ethtool -K IF gro on` (which puts the veth in NAPI mode) joined 45 segments of 1448
+octets sent to it in one burst into one frame of 63,752 octets, which reached the AF_PACKET socket
+whole and marked CSUM_VALID. In a bulk transfer from Linux's TCP (TSO off on both ends, or one segment
+per skb) it joined nothing: every frame the stack read was one segment (20 MB, 13,815 frames, the
+largest 1,500 octets), so the lab does not rely on it. `PacketLink(..., gro=True)` turns it on for the
+link's interface and `close()` puts it back; `set_gro()` does the same at any time. Off by default: on
+a host's real interface it is the host's setting, not the stack's.
 """
 
 from __future__ import annotations
