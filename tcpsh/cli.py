@@ -16,20 +16,11 @@ from stack.runtime import Stack
 from stack.tcp import TcbConfig
 from tcpsh import privilege
 from tcpsh.commands import COMMANDS, split_commands
+from tcpsh.session import Driver
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tcpsh",
-        description="Drive TCP by hand: a user-space TCP/IP stack and a shell of RFC 9293's user calls. "
-        "With no network options it builds a private lab (two network namespaces, Linux's TCP "
-        "with services on the far side) and removes it on exit.",
-        epilog="commands: "
-        + ", ".join(c.name for c in COMMANDS)
-        + " (type 'help' in the shell). Host set-up: 'tcpsh setup --help'.",
-    )
-    p.add_argument("files", nargs="*", metavar="FILE.tcpsh", help="run these scripts, then exit")
-    p.add_argument("-c", dest="commands", metavar="COMMANDS", help="run these commands (separated by ;)")
+def add_stack_options(p: argparse.ArgumentParser) -> None:
+    """Where the stack runs and the TCP defaults: the same for the shell and the daemon."""
     where = p.add_argument_group("where the stack runs")
     where.add_argument("--lab", action="store_true", help="the private lab (the default)")
     where.add_argument("--interface", metavar="IF", help="a real interface (with --address)")
@@ -50,6 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="any setting 'set default' takes, e.g. --set rcv-buf=4M --set sack=off (repeatable)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tcpsh",
+        description="Drive TCP by hand: a user-space TCP/IP stack and a shell of RFC 9293's user calls. "
+        "With no network options it builds a private lab (two network namespaces, Linux's TCP "
+        "with services on the far side) and removes it on exit.",
+        epilog="commands: "
+        + ", ".join(c.name for c in COMMANDS)
+        + " (type 'help' in the shell). Host set-up: 'tcpsh setup --help'; the stack as a daemon: "
+        "'tcpsh daemon --help' and 'tcpsh attach --help'.",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE.tcpsh", help="run these scripts, then exit")
+    p.add_argument("-c", dest="commands", metavar="COMMANDS", help="run these commands (separated by ;)")
+    add_stack_options(p)
     p.add_argument("--lab-clean", action="store_true", help="remove what a killed run's lab left, then exit")
     p.add_argument(
         "--no-color", action="store_true", help="no colour (NO_COLOR in the environment does the same)"
@@ -95,18 +102,19 @@ def tcp_defaults(args: argparse.Namespace) -> list[tuple[str, str]] | str:
     return pairs
 
 
-def set_up(console: Console) -> None:
+def set_up(console: Console, switching: bool) -> None:
     """The sockets, the lab and the firewall rule are in place: keep only the capabilities the way out
-    needs (tcpsh.privilege). Called before the stack's threads start, so that they inherit no more."""
+    needs (tcpsh.privilege), and those for acting as another user when `switching`. Called before the
+    stack's threads start, so that they inherit no more."""
     try:
-        privilege.drop_capabilities()
+        privilege.drop_capabilities(switching=switching)
     except OSError as e:
         console.print(f"tcpsh: keeping every capability: {e}", style="yellow", highlight=False, markup=False)
 
 
 @contextlib.contextmanager
 def real_host(
-    console: Console, interface: str, address: str, firewall: bool
+    console: Console, interface: str, address: str, firewall: bool, switching: bool = False
 ) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
     from stack.link.impair import ImpairedLink
     from stack.link.raw import RawLink
@@ -120,7 +128,7 @@ def real_host(
         console.print(f"firewall: TCP to {addr} is dropped before the kernel's TCP sees it", highlight=False)
     try:
         raw = RawLink(interface, addr)
-        set_up(console)
+        set_up(console, switching)
         link = ImpairedLink(raw)  # a pass-through until `impair` sets something
         with Stack(link) as stack:
             console.print(f"stack on {interface} as {addr}", highlight=False)
@@ -131,7 +139,7 @@ def real_host(
 
 
 @contextlib.contextmanager
-def lab_host(console: Console) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
+def lab_host(console: Console, switching: bool = False) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
     from stack.lab import Lab
     from stack.link.impair import ImpairedLink
     from stack.link.raw import RawLink
@@ -139,7 +147,7 @@ def lab_host(console: Console) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
     with Lab() as lab:
         raw = RawLink(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns())
         lab.kernel_answers_echo(False)  # the stack answers pings of its address
-        set_up(console)
+        set_up(console, switching)
         link = ImpairedLink(raw)  # a pass-through until `impair` sets something
         with Stack(link) as stack:
             services = ", ".join(f"{name} {port}" for name, port in lab.services.items())
@@ -151,26 +159,9 @@ def lab_host(console: Console) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
             yield stack, [(f"{lab.kernel_addr}:{port}", name) for name, port in lab.services.items()]
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["setup"]:
-        from tcpsh.setup import main as setup_main
-
-        if not need_privileges(make_console()):
-            return 1
-        return setup_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    console = make_console(no_color=args.no_color)
-    if args.lab_clean:
-        from stack.lab import Lab
-
-        if not need_privileges(console):
-            return 1
-        removed = Lab.clean_stale()
-        for item in removed:
-            console.print(f"removed {item}")
-        console.print(f"{len(removed)} leftovers removed" if removed else "nothing to clean")
-        return 0
+def check_stack_options(args: argparse.Namespace, console: Console) -> list[tuple[str, str]] | int:
+    """The TCP defaults to set, once the options agree and the privileges are there; else the exit
+    status, the reason told."""
     if (args.interface is None) != (args.address is None):
         console.print("tcpsh: --interface and --address go together", style="red")
         return 2
@@ -183,31 +174,89 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not need_privileges(console):
         return 1
+    return defaults
+
+
+@contextlib.contextmanager
+def running_stack(
+    args: argparse.Namespace, console: Console, defaults: list[tuple[str, str]], *, switching: bool = False
+) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
+    """The stack on a real interface or in the lab, with the TCP defaults set; on the way out its open
+    connections are closed (then aborted), and the lab or firewall rule removed."""
+    host = (
+        real_host(console, args.interface, args.address, args.firewall, switching)
+        if args.interface
+        else lab_host(console, switching)
+    )
+    with host as (stack, hosts):
+        for name, value in defaults:
+            stack.configure_default(name, value)
+        yield stack, hosts
+
+
+def run_given(driver: Driver, args: argparse.Namespace, console: Console) -> int:
+    """-c COMMANDS, then each FILE.tcpsh, stopping at the first that fails: the exit status."""
+    status = 0
+    if args.commands is not None:
+        status = driver.run_lines(split_commands(args.commands), "-c")
+    for path in args.files:
+        if status:
+            break
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            console.print(f"tcpsh: cannot read {path}: {e.strerror}", style="red")
+            return 1
+        status = driver.run_lines(lines, path)
+    return status
+
+
+def one_line_failure(console: Console, e: Exception) -> int:
+    """A set-up failure: one line, not a traceback (unless TCPSH_DEBUG asks for it)."""
+    if os.environ.get("TCPSH_DEBUG"):
+        raise e
+    console.print(f"tcpsh: {e}", style="red", highlight=False, markup=False)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["setup"]:
+        from tcpsh.setup import main as setup_main
+
+        if not need_privileges(make_console()):
+            return 1
+        return setup_main(argv[1:])
+    if argv[:1] == ["daemon"]:
+        from tcpsh.daemon import main as daemon_main
+
+        return daemon_main(argv[1:])
+    if argv[:1] == ["attach"]:
+        from tcpsh.attach import main as attach_main
+
+        return attach_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    console = make_console(no_color=args.no_color)
+    if args.lab_clean:
+        from stack.lab import Lab
+
+        if not need_privileges(console):
+            return 1
+        removed = Lab.clean_stale()
+        for item in removed:
+            console.print(f"removed {item}")
+        console.print(f"{len(removed)} leftovers removed" if removed else "nothing to clean")
+        return 0
+    defaults = check_stack_options(args, console)
+    if isinstance(defaults, int):
+        return defaults
     from tcpsh.session import Session
 
     try:
-        host = (
-            real_host(console, args.interface, args.address, args.firewall)
-            if args.interface
-            else lab_host(console)
-        )
-        with host as (stack, hosts):
-            for name, value in defaults:
-                stack.configure_default(name, value)
+        with running_stack(args, console, defaults) as (stack, hosts):
             session = Session(stack, console, hosts=hosts)
-            status = 0
-            if args.commands is not None:
-                status = session.run_lines(split_commands(args.commands), "-c")
-            for path in args.files:
-                if status:
-                    break
-                try:
-                    with open(path) as f:
-                        lines = f.read().splitlines()
-                except OSError as e:
-                    console.print(f"tcpsh: cannot read {path}: {e.strerror}", style="red")
-                    return 1
-                status = session.run_lines(lines, path)
+            status = run_given(session, args, console)
             if args.commands is None and not args.files:
                 from tcpsh.prompt import interact
 
@@ -219,11 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted", style="red")
         return 130
-    except Exception as e:  # set-up failures: one line, not a traceback
-        if os.environ.get("TCPSH_DEBUG"):
-            raise
-        console.print(f"tcpsh: {e}", style="red", highlight=False, markup=False)
-        return 1
+    except Exception as e:
+        return one_line_failure(console, e)
 
 
 if __name__ == "__main__":

@@ -509,10 +509,18 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "quit",
-        "leave: open connections are closed, then aborted if they do not finish",
+        "leave: open connections are closed, then aborted if they do not finish; attached to a daemon, "
+        "detach and leave them open (as Ctrl-D does)",
         "quit",
         "do_quit",
         aliases=("exit",),
+    ),
+    Command(
+        "shutdown",
+        "stop the daemon this shell is attached to: its connections are closed, then aborted if they do "
+        "not finish, and every attached shell is told; in a shell of its own, the same as quit",
+        "shutdown",
+        "do_shutdown",
     ),
 )
 

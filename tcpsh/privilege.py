@@ -160,13 +160,13 @@ def has_capability(cap: int) -> bool:
     return bool(effective_capabilities() >> cap & 1)
 
 
-def drop_capabilities() -> list[str]:
-    """Keep only KEPT (and SWITCHING under sudo) in this thread's bounding, permitted and effective sets;
-    clear its inheritable and ambient sets. Call it from the main thread before the stack's threads start,
-    so that every later thread inherits the smaller sets. Returns the names of what is kept; OSError when
-    the kernel refused."""
+def drop_capabilities(*, switching: bool = False) -> list[str]:
+    """Keep only KEPT (and SWITCHING under sudo, or when `switching`: a daemon acts as each user who
+    drives it) in this thread's bounding, permitted and effective sets; clear its inheritable and ambient
+    sets. Call it from the main thread before the stack's threads start, so that every later thread
+    inherits the smaller sets. Returns the names of what is kept; OSError when the kernel refused."""
     keep = dict(KEPT)
-    if invoker() is not None:
+    if switching or invoker() is not None:
         keep |= SWITCHING
     prctl = _libc.prctl
     if has_capability(CAP_SETPCAP):  # dropping from the bounding set needs it; do that first
@@ -206,7 +206,10 @@ class Invoker:
 def invoker(environ: Mapping[str, str] | None = None) -> Invoker | None:
     """The user who ran the shell through sudo, when files are to be theirs and the shell can act as
     them; None without sudo, under sudo to the user already running it, or without the capabilities to
-    switch (files then belong to whoever runs the shell)."""
+    switch (files then belong to whoever runs the shell). In a thread acting for a daemon's client
+    (`acting_for`), that client."""
+    if environ is None and hasattr(_thread, "client"):
+        return _thread.client[0]
     env = os.environ if environ is None else environ
     try:
         uid, gid = int(env["SUDO_UID"]), int(env["SUDO_GID"])
@@ -217,11 +220,16 @@ def invoker(environ: Mapping[str, str] | None = None) -> Invoker | None:
     caps = effective_capabilities()
     if not (caps >> CAP_SETUID & 1 and caps >> CAP_SETGID & 1):
         return None
+    return user(uid, gid, env.get("SUDO_USER"))
+
+
+def user(uid: int, gid: int, name: str | None = None) -> Invoker:
+    """The user `uid` with primary group `gid`: name, groups and home from the password database."""
     try:
         entry: pwd.struct_passwd | None = pwd.getpwuid(uid)
     except KeyError:
         entry = None
-    name = entry.pw_name if entry else env.get("SUDO_USER") or str(uid)
+    name = entry.pw_name if entry else name or str(uid)
     groups = tuple(os.getgrouplist(entry.pw_name, gid)) if entry else (gid,)
     home = Path(entry.pw_dir) if entry and entry.pw_dir else None
     return Invoker(uid, gid, groups, name, home)
@@ -237,13 +245,27 @@ def home() -> Path:
 
 
 def user_path(text: str) -> Path:
-    """A path as typed: `~` and `~/...` are the invoking user's home (not root's, under sudo)."""
+    """A path as typed: `~` and `~/...` are the invoking user's home (not root's, under sudo); for a
+    daemon's client, a relative path starts from the client's working directory."""
     if text == "~" or text.startswith("~/"):
         return home() / text[2:]
-    return Path(text).expanduser()
+    path = Path(text).expanduser()
+    cwd = getattr(_thread, "client", (None, None))[1]
+    return cwd / path if cwd is not None else path
 
 
 _thread = threading.local()
+
+
+@contextlib.contextmanager
+def acting_for(who: Invoker | None, cwd: Path | None) -> Iterator[None]:
+    """For the body, files named by commands in this thread are the user `who`'s (None: the daemon's
+    own user, root) and relative paths start from `cwd`: a daemon running a command for a client."""
+    _thread.client = (who, cwd)
+    try:
+        yield
+    finally:
+        del _thread.client
 
 
 def _set_thread_groups(groups: tuple[int, ...] | list[int]) -> None:

@@ -27,13 +27,13 @@ from stack.tcp import State
 from stack.tcp.congestion import CONGESTION_CONTROLS
 from tcpsh import privilege
 from tcpsh.commands import BY_NAME, COMMANDS, Command, CommandError
-from tcpsh.session import Quit, Session, history_path
+from tcpsh.session import Driver, Quit, history_path
 
 
 class TableCompleter(Completer):
     """Completes command names, options, connection ids and state names, all from the command table."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Driver) -> None:
         self.session = session
         self.paths = PathCompleter(expanduser=True)
 
@@ -79,9 +79,9 @@ class TableCompleter(Completer):
         if n < len(cmd.args) or (cmd.args and cmd.args[-1].rest):
             arg = cmd.args[min(n, len(cmd.args) - 1)]
             if arg.kind in ("conn", "conns"):
-                for cid, st in self.session.stack.connections():
+                for cid, state in self.session.connection_states():
                     if cid.startswith(word):
-                        yield Completion(cid, -len(word), display_meta=str(st.state))
+                        yield Completion(cid, -len(word), display_meta=state)
                 if cmd.name == "set" and "default".startswith(word):
                     yield Completion("default", -len(word), display_meta="connections opened from now on")
             elif arg.kind == "state":
@@ -110,24 +110,6 @@ class TableCompleter(Completer):
 
 def _takes_value(cmd: Command, word: str) -> bool:
     return any(o.flag == word and o.kind != "flag" for o in cmd.opts)
-
-
-def toolbar(session: Session) -> str:
-    """Address, connections per state, segments in/out, retransmissions. Reads cached figures only:
-    it never waits for the pool lock."""
-    stack = session.stack
-    counts = stack.summary()
-    if counts is not None:
-        session.toolbar_cache = counts
-    states = "  ".join(
-        f"{st}:{n}" for st, n in sorted(session.toolbar_cache.items(), key=lambda x: str(x[0]))
-    )
-    c = stack.counters
-    retx = sum(conn.tcb.retransmissions for conn in list(stack.pool.conns.values()))
-    return (
-        f" {stack.address}   {states or 'no connections'}   "
-        f"segments in {c.segments_in} out {c.segments_out}   retransmissions {retx}"
-    )
 
 
 class UserHistory(FileHistory):
@@ -177,7 +159,7 @@ def interrupted_early(prompt: PromptSession[str]) -> None:
     store_typeahead(prompt.input, keys)
 
 
-def interact(session: Session) -> None:
+def interact(session: Driver, *, leaving: str = "Ctrl-D or 'quit' to leave") -> None:
     """Read, run and report lines until quit or Ctrl-D. Bad input never ends the shell."""
     path = history_path()
     try:
@@ -206,12 +188,13 @@ def interact(session: Session) -> None:
         complete_while_typing=False,
         auto_suggest=AutoSuggestFromHistory(),
         enable_history_search=False,  # Ctrl-R searches history (prompt_toolkit's default binding)
-        bottom_toolbar=lambda: toolbar(session),
+        bottom_toolbar=session.toolbar,
         refresh_interval=1.0,
     )
-    session.out("type 'help' for the commands, Ctrl-D or 'quit' to leave")
+    session.prompt_started(prompt)
+    session.out(f"type 'help' for the commands, {leaving}")
     with patch_stdout(raw=True):
-        while True:
+        while session.alive:
             # While the prompt runs, Ctrl-C is a key (it clears the line). A SIGINT that comes as the
             # terminal leaves raw mode, just after Enter, is the user interrupting the command they
             # entered: it is noted here (so that neither prompt_toolkit nor asyncio swallows it) and

@@ -6,10 +6,11 @@ arrive differs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ class Quit(Exception):
     """`quit` was typed."""
 
 
+class Shutdown(Quit):
+    """`shutdown` was typed: leave, and stop the daemon when attached to one."""
+
+
 NEWS = {
     EventKind.ESTABLISHED: "established",
     EventKind.PEER_CLOSED: "peer closed its side (FIN)",
@@ -58,51 +63,76 @@ NEWS = {
 TOLD_AS_IS = (EventKind.RETRANSMITTING, EventKind.NETWORK_ERROR, EventKind.UNREACHABLE, EventKind.PATH_MTU)
 
 
-@dataclass
-class Session:
-    stack: Stack
-    console: Console = field(default_factory=Console)
-    # Data read past what `expect` waited for, kept for the next receive or expect on that connection.
-    _unread: dict[str, bytearray] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-    _trace: Any = None  # the tap of `trace on`, if any
-    _capture: tuple[PcapWriter, Any] | None = None  # the writer and tap of `capture start`
-    _held: list[str] | None = None  # news held back while a full-screen view is up
-    hosts: list[tuple[str, str]] = field(default_factory=list)  # HOST:PORT and name, for completion
-    toolbar_cache: dict[State, int] = field(default_factory=dict)
+def news_text(cid: str, ev: Event) -> str | None:
+    """The news line for an event, or None for events that are not told. Asynchronous news is always
+    reported (MUST-12, SHLD-9)."""
+    if ev.kind is EventKind.DATA:
+        return f"data arrived on {cid} ({ev.count} bytes)"
+    if ev.kind in TOLD_AS_IS:
+        return f"{cid}: {ev.message}"
+    if ev.kind in NEWS:
+        return f"{cid}: {NEWS[ev.kind]}"
+    return None
 
-    def __post_init__(self) -> None:
-        self.stack.subscribe(self._on_event)
 
-    # ------------------------------------------------------------------ news
+def toolbar_text(
+    address: object, states: dict[str, int], segments_in: int, segments_out: int, retx: int
+) -> str:
+    """The bottom line: address, connections per state, segments in/out, retransmissions."""
+    shown = "  ".join(f"{st}:{n}" for st, n in sorted(states.items()))
+    return (
+        f" {address}   {shown or 'no connections'}   "
+        f"segments in {segments_in} out {segments_out}   retransmissions {retx}"
+    )
 
-    def _on_event(self, cid: str, ev: Event) -> None:
-        """Asynchronous news is always reported (MUST-12, SHLD-9)."""
-        if ev.kind is EventKind.DATA:
-            text = f"data arrived on {cid} ({ev.count} bytes)"
-        elif ev.kind in TOLD_AS_IS:
-            text = f"{cid}: {ev.message}"
-        elif ev.kind in NEWS:
-            text = f"{cid}: {NEWS[ev.kind]}"
-        else:
-            return
-        if self._held is not None:
-            self._held.append(text)
-            return
-        self._print_news(text)
 
-    def _print_news(self, text: str) -> None:
-        self.console.print(f"[dim]*[/dim] {text}", highlight=False)
+class Driver:
+    """What the prompt and the script runner drive: a Session in this process, or a shell attached to
+    a daemon (tcpsh.attach). Both run lines, print to `console`, and print news as it comes."""
 
-    # ------------------------------------------------------------------ running lines
+    console: Console
+    hosts: list[tuple[str, str]]  # HOST:PORT and name, for completion
+    _held: list[str] | None  # news held back while a full-screen view is up
 
     def execute(self, line: str) -> None:
         """Run one line. Raises CommandError or StackError with the one line to show; Quit to leave."""
-        parsed = parse_line(line)
-        if parsed is None:
+        raise NotImplementedError
+
+    def connection_states(self) -> list[tuple[str, str]]:
+        """(id, state) of every connection, for completion."""
+        raise NotImplementedError
+
+    def toolbar(self) -> str:
+        """The bottom line of the prompt; never waits."""
+        raise NotImplementedError
+
+    @property
+    def alive(self) -> bool:
+        """False once there is nothing left to drive (the daemon went)."""
+        return True
+
+    def prompt_started(self, prompt: Any) -> None:
+        """The prompt session that reads lines, for a driver that must end it from another thread."""
+
+    def out(self, text: str, style: str | None = None) -> None:
+        self.console.print(text, style=style, highlight=False, markup=False)
+
+    def tell(self, text: str) -> None:
+        """News: printed above the prompt now, or once the full-screen view that holds it is left."""
+        if self._held is not None:
+            self._held.append(text)
             return
-        handler: Callable[[Parsed], None] = getattr(self, parsed.command.handler_name)
-        handler(parsed)
+        self.console.print(f"[dim]*[/dim] {text}", highlight=False)
+
+    @contextlib.contextmanager
+    def holding_news(self) -> Iterator[None]:
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            for text in held:
+                self.tell(text)
 
     def run_lines(self, lines: Iterable[str], source: str) -> int:
         """Run lines of a script; stop at the first failure with `SOURCE:LINE: message`. Exit status."""
@@ -119,8 +149,61 @@ class Session:
                 return 130
         return 0
 
-    def out(self, text: str, style: str | None = None) -> None:
-        self.console.print(text, style=style, highlight=False, markup=False)
+
+@dataclass
+class Session(Driver):
+    stack: Stack
+    console: Console = field(default_factory=Console)
+    # Data read past what `expect` waited for, kept for the next receive or expect on that connection.
+    _unread: dict[str, bytearray] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    _trace: Any = None  # the tap of `trace on`, if any
+    _capture: tuple[PcapWriter, Any] | None = None  # the writer and tap of `capture start`
+    _held: list[str] | None = None  # news held back while a full-screen view is up
+    hosts: list[tuple[str, str]] = field(default_factory=list)  # HOST:PORT and name, for completion
+    toolbar_cache: dict[State, int] = field(default_factory=dict)
+    # False when something else tells the stack's news (the daemon, to every attached shell at once).
+    own_news: bool = True
+    # Shows a live view of these connections (`watch`) where the user is, instead of in this process.
+    live_view: Callable[[list[str]], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.own_news:
+            self.stack.subscribe(self._on_event)
+
+    # ------------------------------------------------------------------ news
+
+    def _on_event(self, cid: str, ev: Event) -> None:
+        text = news_text(cid, ev)
+        if text is not None:
+            self.tell(text)
+
+    def aside(self, line: str) -> None:
+        """A line printed as it happens, outside any command (a traced segment)."""
+        self.console.print(line, highlight=False)
+
+    # ------------------------------------------------------------------ running lines
+
+    def execute(self, line: str) -> None:
+        parsed = parse_line(line)
+        if parsed is None:
+            return
+        handler: Callable[[Parsed], None] = getattr(self, parsed.command.handler_name)
+        handler(parsed)
+
+    def connection_states(self) -> list[tuple[str, str]]:
+        return [(cid, str(st.state)) for cid, st in self.stack.connections()]
+
+    def toolbar(self) -> str:
+        """Reads cached figures only: it never waits for the pool lock."""
+        stack = self.stack
+        counts = stack.summary()
+        if counts is not None:
+            self.toolbar_cache = counts
+        c = stack.counters
+        retx = sum(conn.tcb.retransmissions for conn in list(stack.pool.conns.values()))
+        states = {str(st): n for st, n in self.toolbar_cache.items()}
+        return toolbar_text(stack.address, states, c.segments_in, c.segments_out, retx)
 
     # ------------------------------------------------------------------ handlers
 
@@ -233,19 +316,22 @@ class Session:
 
     def do_watch(self, p: Parsed) -> None:
         ids = self._conns(p.values.get("ID"))
+        if self.live_view is not None:
+            self.live_view(ids)
+            return
         if not self.console.is_terminal:
             # Not a terminal (a script, a pipe): one snapshot, no live view.
             self.console.print(views.watch_view(self._snapshot(ids), width=self.console.width))
             return
-        from tcpsh.watch import run_watch
+        from tcpsh.watch import render, run_watch
 
-        self._held = []
-        try:
-            run_watch(lambda: self._snapshot(ids), self.console)
-        finally:
-            held, self._held = self._held, None
-            for text in held:
-                self._print_news(text)
+        color = self.console.color_system is not None
+        with self.holding_news():
+            run_watch(
+                lambda relative, width: render(
+                    lambda: self._snapshot(ids), relative=relative, width=width, color=color
+                )
+            )
 
     def _snapshot(self, ids: list[str]) -> list[tuple[str, Any]]:
         wanted = set(ids)
@@ -285,7 +371,7 @@ class Session:
                 seq_base=seq_base,
                 ack_base=ack_base,
             )
-            self.stack.post(lambda: self.console.print(line, highlight=False))
+            self.stack.post(lambda: self.aside(line))
 
         self._trace = tap
         self.stack.tap(tap)
@@ -506,6 +592,9 @@ class Session:
 
     def do_quit(self, p: Parsed) -> None:
         raise Quit
+
+    def do_shutdown(self, p: Parsed) -> None:
+        raise Shutdown
 
 
 def command_help(cmd: Command) -> Table:

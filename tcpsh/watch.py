@@ -1,7 +1,8 @@
 """`watch`: a full-screen view of its own (rich's Live cannot share the screen with a line being typed).
 
 A prompt_toolkit Application shows the rich-rendered `views.watch_view`, refreshed four times a second,
-until q, Esc or Ctrl-C; `a` switches between relative and absolute sequence numbers.
+until q, Esc or Ctrl-C; `a` switches between relative and absolute sequence numbers. The view is
+rendered by a function of (relative, width): in this process, or by a daemon the shell is attached to.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from stack.tcp import TcbStatus
 from tcpsh import views
 
 Snapshot = Callable[[], Sequence[tuple[str, TcbStatus]]]
+Renderer = Callable[[bool, int], str]  # (relative, width) -> the view as text with ANSI colours
 
 
 def render(snapshot: Snapshot, *, relative: bool, width: int, color: bool) -> str:
@@ -31,13 +33,12 @@ def render(snapshot: Snapshot, *, relative: bool, width: int, color: bool) -> st
     return buf.getvalue()
 
 
-def run_watch(snapshot: Snapshot, console: Console) -> None:
+def run_watch(renderer: Renderer) -> None:
     state = {"relative": True}
-    color = console.color_system is not None
 
     def text() -> ANSI:
         width = max(40, shutil.get_terminal_size((100, 30)).columns - 1)
-        return ANSI(render(snapshot, relative=state["relative"], width=width, color=color))
+        return ANSI(renderer(state["relative"], width))
 
     keys = KeyBindings()
 
