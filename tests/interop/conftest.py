@@ -97,18 +97,12 @@ def stack_lab() -> Iterator[Lab]:
         the_lab.close()
 
 
-@pytest.fixture
-def lab_stack(stack_lab: Lab) -> Iterator[Stack]:
-    """A started Stack holding the lab's stack-side address, built as `tcpsh --lab` builds it.
-
-    RTO minimum 0.2 s (as Linux's) so that a lost segment costs little time. The raw link is wrapped in
-    the impairment layer, a pass-through until a test sets something on `stack.link` (seeded, so that
-    each test's random draws start from the same seed). After the test every
-    connection still open is closed (aborted when the kernel does not answer within a second) and
-    the threads are stopped; the sockets go with them.
-    """
-    raw = RawLink(stack_lab.stack_if, stack_lab.stack_addr, namespace=stack_lab.enter_stack_ns())
-    link = ImpairedLink(raw, seed=IMPAIR_SEED)
+def started_stack(lab: Lab, kind: type[RawLink]) -> Iterator[Stack]:
+    """A started Stack on `lab`'s stack side over a link of `kind`, wrapped in the impairment layer;
+    afterwards every connection still open is closed (aborted when the kernel does not answer within a
+    second) and the threads are stopped; the sockets go with them."""
+    inner = kind(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns())
+    link = ImpairedLink(inner, seed=IMPAIR_SEED)
     the_stack = Stack(link, config=TcbConfig.full(mtu=link.mtu, rto_min=0.2)).start()
     try:
         yield the_stack
@@ -120,20 +114,22 @@ def lab_stack(stack_lab: Lab) -> Iterator[Stack]:
 
 
 @pytest.fixture
+def lab_stack(stack_lab: Lab) -> Iterator[Stack]:
+    """A started Stack holding the lab's stack-side address, on the plain link (RawLink).
+
+    RTO minimum 0.2 s (as Linux's) so that a lost segment costs little time. The link is wrapped in
+    the impairment layer, a pass-through until a test sets something on `stack.link` (seeded, so that
+    each test's random draws start from the same seed). The stack's profile cuts its large segments in
+    software on this link (no segment on the wire is larger than the MSS).
+    """
+    yield from started_stack(stack_lab, RawLink)
+
+
+@pytest.fixture
 def fast_stack(stack_lab: Lab) -> Iterator[Stack]:
-    """As `lab_stack`, on the fast link (`tcpsh --lab`'s default): PacketLink, and segmentation offload
-    on in the TCBs (`TcbConfig.full()`), so that the kernel cuts the stack's 64 KB segments."""
-    ns = stack_lab.enter_stack_ns()
-    link = PacketLink(stack_lab.stack_if, stack_lab.stack_addr, namespace=ns)
-    the_stack = Stack(ImpairedLink(link, seed=IMPAIR_SEED), config=TcbConfig.full(mtu=link.mtu, rto_min=0.2))
-    the_stack.start()
-    try:
-        yield the_stack
-    finally:
-        try:
-            the_stack.shutdown(grace=1.0)
-        finally:
-            the_stack.stop()
+    """As `lab_stack`, on the fast link (`tcpsh --lab`'s default): PacketLink, so that the kernel cuts
+    the stack's 64 KB segments (segmentation offload, on in `TcbConfig.full()`)."""
+    yield from started_stack(stack_lab, PacketLink)
 
 
 class KernelProcess:

@@ -17,15 +17,20 @@ def link() -> FakeLink:
     return FakeLink()
 
 
-@pytest.fixture
-def stack(link: FakeLink) -> Iterator[Stack]:
-    """A started Stack with the RFC 9293 baseline over `link`; no thread may report an error."""
-    s = Stack(link, config=TcbConfig()).start()
+def started(link: FakeLink, config: TcbConfig) -> Iterator[Stack]:
+    """A started Stack over `link`, stopped afterwards; no thread may report an error."""
+    s = Stack(link, config=config).start()
     try:
         yield s
     finally:
         s.stop()
     assert not s.errors, s.errors
+
+
+@pytest.fixture
+def stack(link: FakeLink) -> Iterator[Stack]:
+    """A started Stack with the RFC 9293 baseline over `link`."""
+    yield from started(link, TcbConfig())
 
 
 @pytest.fixture

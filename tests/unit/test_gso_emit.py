@@ -14,6 +14,7 @@ from stack.tcp import TcbConfig
 from stack.wire.checksum import ones_complement_sum
 from stack.wire.ipv4 import parse_ipv4
 from stack.wire.tcp import TcpSegment, parse_tcp
+from tests.unit.conftest import started
 from tests.unit.test_ip_input import FakeLink, Peer, wait_until
 
 dpkt = pytest.importorskip("dpkt")
@@ -47,26 +48,17 @@ def checksum_ok(datagram: bytes) -> bool:
     return dpkt.ip.IP(bytes(ip)).data.sum == given
 
 
-def offloaded_stack(link: FakeLink) -> Iterator[Stack]:
-    s = Stack(link, config=TcbConfig(gso_max=GSO, rcv_buf=65535)).start()
-    try:
-        yield s
-    finally:
-        s.stop()
-    assert not s.errors, s.errors
-
-
 @pytest.fixture
 def plain() -> Iterator[tuple[Stack, FakeLink]]:
     link = FakeLink()
-    for s in offloaded_stack(link):
+    for s in started(link, TcbConfig(gso_max=GSO, rcv_buf=65535)):
         yield s, link
 
 
 @pytest.fixture
 def offload() -> Iterator[tuple[Stack, OffloadLink]]:
     link = OffloadLink()
-    for s in offloaded_stack(link):
+    for s in started(link, TcbConfig(gso_max=GSO, rcv_buf=65535)):
         yield s, link
 
 
