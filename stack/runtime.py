@@ -574,7 +574,11 @@ class Stack:
                 view = memoryview(data)
                 sent = 0
                 while sent < len(data) or not data:
-                    if not self._wait(lambda: tcb.send_space > 0 or tcb.state is State.CLOSED, deadline):
+                    # A low-water mark, as Linux's writers wake when a third of the buffer is free: one
+                    # wake-up per quarter of the send buffer, not one per ACK that frees a little.
+                    low = max(1, min(len(data) - sent, tcb.config.snd_buf // 4))
+                    room = lambda low=low: tcb.send_space >= low or tcb.state is State.CLOSED  # noqa: E731
+                    if not self._wait(room, deadline):
                         raise StackTimeout(f"{cid}: send timed out after {sent} of {len(data)} bytes")
                     chunk = bytes(view[sent : sent + tcb.send_space])
                     now = self.clock()
