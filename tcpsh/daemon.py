@@ -442,6 +442,10 @@ class Client:
             view = {"watch": ids}
 
         self.session.live_view = live if self.terminal else None
+        words = line.split()
+        command = BY_NAME[words[0]].name if words and words[0] in BY_NAME else None
+        if command is not None:
+            self.log(command)  # what each client does, not what it sends (the data may be private)
         ok, error, leave, stop = True, None, False, False
         try:
             with privilege.acting_for(self.user, self.cwd):
@@ -462,8 +466,6 @@ class Client:
         chunks = [output[i : i + CHUNK] for i in range(0, len(output), CHUNK)] or [""]
         for chunk in chunks[:-1]:  # a long output comes ahead of its result, in pieces
             self.send(protocol.OUTPUT, id=msg.get("id"), text=chunk)
-        words = line.split()
-        command = BY_NAME[words[0]].name if words and words[0] in BY_NAME else None
         self.send(
             protocol.RESULT,
             id=msg.get("id"),
