@@ -33,6 +33,7 @@ from tcpsh import protocol
 from tests.e2e import conftest
 from tests.e2e.conftest import (
     KERNEL,
+    PROMPT,
     START_TIMEOUT,
     Run,
     Shell,
@@ -42,6 +43,7 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.test_lab import UNPRIVILEGED, need_setpriv
 from tests.e2e.test_scripts import FAILING, failure_lines, write
+from tests.e2e.test_shell_views import Screen, at_prompt, find_line, skip_seen, wait_screen
 
 pytestmark = pytest.mark.root
 
@@ -576,3 +578,50 @@ def test_a_user_outside_root_and_the_group_cannot_attach(
     # Root still can.
     ok = daemon.script(["-c", "status"], tcpsh_env)
     assert ok.returncode == 0, ok
+
+
+# ---------------------------------------------------------------------- the shell's views, attached
+
+
+def test_completion_watch_and_held_news_in_an_attached_shell(
+    daemon: Daemon, tcpsh_env: dict[str, str]
+) -> None:
+    a = daemon.attach(tcpsh_env)
+    b = daemon.attach(tcpsh_env)
+    scr = Screen()
+    try:
+        # Tab: the lab's services after `open` (from the daemon's welcome), connection ids after `send`.
+        a.child.send("open \t")
+        wait_screen(a, scr, find_line(rf"\b{re.escape(KERNEL)}:7\s+echo\b"), "7 echo in the menu")
+        a.child.send("7")
+        a.type("")
+        a.wait_for(r"c1 ESTABLISHED ")
+        a.prompt()
+        a.child.send("send \t")
+        wait_screen(
+            a, scr, lambda s: s.cursor_line() == f"{PROMPT} send c1", "'send ' completed to 'send c1'"
+        )
+        a.ask(r' "hello\n"', r"c1: queued 6 bytes")
+        a.wait_for(r"\* data arrived on c1 \(6 bytes\)")
+        a.prompt()
+        skip_seen(a)
+
+        # watch: the full-screen view, rendered by the daemon, refreshed; `a` switches the numbers.
+        a.type("watch c1")
+        for text in ("c1 ESTABLISHED", "arrived, not read 6", "sequence numbers relative to ISS/IRS"):
+            wait_screen(a, scr, lambda s, t=text: s.alternate and t in s.text(), repr(text))
+        a.child.send("a")
+        wait_screen(a, scr, lambda s: "sequence numbers absolute" in s.text(), "'absolute' in the footer")
+
+        # News that comes meanwhile is held, and shown once the view is left.
+        b.ask(f"open {KERNEL}:9", r"c2 ESTABLISHED")
+        a.child.send("a")  # a redraw after the news went out: the view is whole, the news not on it
+        wait_screen(a, scr, lambda s: "sequence numbers relative" in s.text(), "'relative' again")
+        assert scr.alternate and "c2: established" not in scr.text(), scr.text()
+        a.child.send("q")
+        wait_screen(a, scr, at_prompt, "the prompt after q")
+        a.wait_for(r"\* c2: established")
+        a.ask("status c2", r"c2 ESTABLISHED")
+    finally:
+        a.close()
+        b.close()
