@@ -109,9 +109,17 @@ def test_rows_carry_the_targets_of_issue_8() -> None:
                 "capped": False,
                 "retransmissions": 0,
             },
+            "send_plain": {
+                "octets": 10**6,
+                "seconds": 0.1,
+                "mb_s": 10.0,
+                "capped": False,
+                "retransmissions": 0,
+            },
             "linux_send": {"mb_s": 900.0},
             "linux_receive": {"mb_s": 800.0},
         },
+        "link": "fast",
         "latency": {
             "stack": {"round_trips": 10, "median_us": 100.0, "p99_us": 300.0},
             "linux": {"median_us": 25.0, "p99_us": 60.0},
@@ -119,11 +127,13 @@ def test_rows_carry_the_targets_of_issue_8() -> None:
     }
     options = options_from(parser().parse_args(["--quick"]))
     rows = {row.measure: row for row in report.rows(results, options)}
-    assert rows["stack → Linux"].met is False and rows["stack → Linux"].shortfall == "250× short"
-    assert rows["Linux → stack (TSO frames of up to 64 KB)"].met is True
+    assert rows["stack → Linux (fast link)"].met is False
+    assert rows["stack → Linux (fast link)"].shortfall == "250× short"
+    assert rows["stack → Linux (plain link)"].ratio == "1.11% of Linux"
+    assert rows["Linux → stack (TSO frames of up to 64 KB; fast link)"].met is True
     assert rows["round trip, median"].met is True and rows["round trip, median"].ratio == "4× Linux"
     assert rows["round trip, 99th percentile"].met is None
-    assert "| stack → Linux | 1 | 900.0 | MB/s |" in report.markdown(
+    assert "| stack → Linux (fast link) | 1 | 900.0 | MB/s |" in report.markdown(
         list(rows.values()), report.machine(), {"before": [0.1, 0.2, 0.3], "after": [0.1, 0.2, 0.3]}
     )
 
