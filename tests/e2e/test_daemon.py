@@ -11,8 +11,10 @@ Traffic goes only to the lab each daemon builds for itself (198.18.0.0/15).
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -172,6 +174,20 @@ def daemon(tcpsh_env: dict[str, str]) -> Iterator[Daemon]:
         assert_lab_gone(d.pid)
 
 
+@pytest.fixture
+def pair(daemon: Daemon, tcpsh_env: dict[str, str]) -> Iterator[tuple[Attached, Attached]]:
+    """Two shells attached to the daemon, one after the other (clients 1 and 2)."""
+    a = daemon.attach(tcpsh_env)
+    b = None
+    try:
+        b = daemon.attach(tcpsh_env)
+        yield a, b
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+
+
 class Raw:
     """A program speaking the protocol through a plain socket."""
 
@@ -219,36 +235,32 @@ def states(raw: Raw) -> dict[str, str]:
 
 
 def test_two_shells_share_connections_and_one_detaching_leaves_them(
-    daemon: Daemon, tcpsh_env: dict[str, str]
+    daemon: Daemon, pair: tuple[Attached, Attached]
 ) -> None:
-    a = daemon.attach(tcpsh_env)
-    b = daemon.attach(tcpsh_env)
-    try:
-        daemon.wait_log(rf"client \d+: connected: pid {a.pid} uid 0 gid 0")
-        daemon.wait_log(rf"client \d+: connected: pid {b.pid} uid 0 gid 0")
+    a, b = pair
+    daemon.wait_log(rf"client \d+: connected: pid {a.pid} uid 0 gid 0")
+    daemon.wait_log(rf"client \d+: connected: pid {b.pid} uid 0 gid 0")
 
-        a.ask(f"open {KERNEL}:7", r"c1 ESTABLISHED 198\.18\.0\.1:\d+ -> 198\.18\.0\.2:7")
-        b.wait_for(r"\* c1: established")
-        b.ask("status", r"c1\s*│\s*ESTABLISHED\s*│\s*198\.18\.0\.1:\d+\s*│\s*198\.18\.0\.2:7")
+    a.ask(f"open {KERNEL}:7", r"c1 ESTABLISHED 198\.18\.0\.1:\d+ -> 198\.18\.0\.2:7")
+    b.wait_for(r"\* c1: established")
+    b.ask("status", r"c1\s*│\s*ESTABLISHED\s*│\s*198\.18\.0\.1:\d+\s*│\s*198\.18\.0\.2:7")
 
-        a.ask(r'send c1 "hello\r\n"', r"c1: queued 7 bytes")
-        b.wait_for(r"\* data arrived on c1 \(7 bytes\)")
+    before, _ = a.ask(r'send c1 "hello\r\n"', r"c1: queued 7 bytes")
+    b.wait_for(r"\* data arrived on c1 \(7 bytes\)")
+    if "* data arrived on c1 (7 bytes)" not in before:  # the echo's news, before or after the answer
         a.wait_for(r"\* data arrived on c1 \(7 bytes\)")
 
-        # The first shell detaches with Ctrl-D: it ends, and the connection stays.
-        a.prompt()
-        a.child.sendeof()
-        assert a.wait_exit() == 0, a.text()
-        assert "detached: the connections stay open in the daemon" in a.text()
-        daemon.wait_log(r"client 1: detached")
+    # The first shell detaches with Ctrl-D: it ends, and the connection stays.
+    a.prompt()
+    a.child.sendeof()
+    assert a.wait_exit() == 0, a.text()
+    assert "detached: the connections stay open in the daemon" in a.text()
+    daemon.wait_log(r"client 1: detached")
 
-        b.ask("status c1", r"c1 ESTABLISHED")
-        b.ask("receive c1", r"c1: 7 bytes: hello\\r\\n")
-        b.ask(r'send c1 "still here\n"', r"c1: queued 11 bytes")
-        b.ask("expect c1 here --timeout 5", r"c1: got here")
-    finally:
-        a.close()
-        b.close()
+    b.ask("status c1", r"c1 ESTABLISHED")
+    b.ask("receive c1", r"c1: 7 bytes: hello\\r\\n")
+    b.ask(r'send c1 "still here\n"', r"c1: queued 11 bytes")
+    b.ask("expect c1 here --timeout 5", r"c1: got here")
 
 
 def test_shutdown_from_a_shell_stops_the_daemon_and_tells_the_others(tcpsh_env: dict[str, str]) -> None:
@@ -436,26 +448,21 @@ def test_garbage_half_messages_and_a_100_mb_line_leave_the_daemon_and_connection
 
 
 def test_killing_a_shell_mid_command_leaves_the_daemon_and_the_connection(
-    daemon: Daemon, tcpsh_env: dict[str, str]
+    daemon: Daemon, pair: tuple[Attached, Attached]
 ) -> None:
-    a = daemon.attach(tcpsh_env)
-    b = daemon.attach(tcpsh_env)
-    try:
-        a.ask(f"open {KERNEL}:7", r"c1 ESTABLISHED")
-        a.prompt()
-        a.type("receive c1 --timeout 60")
-        a.wait_for(r"receive c1 --timeout 60")
-        daemon.wait_log(r"client 1: receive$")  # the daemon is running it
-        a.child.kill(signal.SIGKILL)
-        daemon.wait_log(r"client 1: detached")
-        # The killed shell's receive was interrupted in the daemon: it takes nothing from here on.
-        b.ask("status c1", r"c1 ESTABLISHED")
-        b.ask(r'send c1 "after\n"', r"c1: queued 6 bytes")
-        b.ask("expect c1 after --timeout 5", r"c1: got after")
-        assert daemon.proc.poll() is None
-    finally:
-        a.close()
-        b.close()
+    a, b = pair
+    a.ask(f"open {KERNEL}:7", r"c1 ESTABLISHED")
+    a.prompt()
+    a.type("receive c1 --timeout 60")
+    a.wait_for(r"receive c1 --timeout 60")
+    daemon.wait_log(r"client 1: receive$")  # the daemon is running it
+    a.child.kill(signal.SIGKILL)
+    daemon.wait_log(r"client 1: detached")
+    # The killed shell's receive was interrupted in the daemon: it takes nothing from here on.
+    b.ask("status c1", r"c1 ESTABLISHED")
+    b.ask(r'send c1 "after\n"', r"c1: queued 6 bytes")
+    b.ask("expect c1 after --timeout 5", r"c1: got after")
+    assert daemon.proc.poll() is None
 
 
 def test_a_raw_client_killed_mid_command(daemon: Daemon, tcpsh_env: dict[str, str]) -> None:
@@ -513,21 +520,42 @@ def test_sigterm_aborts_what_does_not_close_in_time(tcpsh_env: dict[str, str]) -
 # ---------------------------------------------------------------------- who may attach
 
 
-@pytest.fixture
-def outsider() -> Iterator[tuple[int, int]]:
-    """A throwaway user in no group of tcpsh's, removed afterwards: (uid, gid)."""
+def throwaway_user(suffix: str, group_options: list[str]) -> Iterator[tuple[int, int]]:
+    """A user made for one test and removed afterwards: (uid, gid)."""
     if shutil.which("useradd") is None:
         pytest.skip("useradd is not installed")
-    name = f"tcpsh-t{os.getpid() % 100000}"
-    subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", name], check=True)
+    name = f"tcpsh-{suffix}{os.getpid() % 100000}"
+    subprocess.run(["useradd", "--system", "--no-create-home", *group_options, name], check=True)
     try:
-        import pwd
-
         entry = pwd.getpwnam(name)
         yield entry.pw_uid, entry.pw_gid
     finally:
         subprocess.run(["userdel", name], check=False)
         subprocess.run(["groupdel", name], check=False, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def outsider() -> Iterator[tuple[int, int]]:
+    """A throwaway user in a group of its own, none of tcpsh's."""
+    yield from throwaway_user("t", ["--user-group"])
+
+
+@pytest.fixture
+def insider() -> Iterator[tuple[int, int]]:
+    """A throwaway user whose group is the socket's: tcpsh if that group exists, else root's."""
+    yield from throwaway_user("i", ["--gid", "tcpsh" if socket_group() else "0"])
+
+
+def socket_group() -> grp.struct_group | None:
+    try:
+        return grp.getgrnam("tcpsh")
+    except KeyError:
+        return None
+
+
+def as_user(uid: int, gid: int) -> list[str]:
+    """setpriv to that user, with no capability but CAP_DAC_READ_SEARCH (to reach the interpreter)."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *UNPRIVILEGED[4:]]
 
 
 def test_a_user_outside_root_and_the_group_cannot_attach(
@@ -538,21 +566,9 @@ def test_a_user_outside_root_and_the_group_cannot_attach(
     st = os.stat(daemon.socket)
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
     assert st.st_uid == 0
-    try:
-        import grp
-
-        group = grp.getgrnam("tcpsh")
-        assert st.st_gid == group.gr_gid
-    except KeyError:
-        group = None
-        assert st.st_gid == 0
-    as_outsider = [
-        "setpriv",
-        f"--reuid={uid}",
-        f"--regid={gid}",
-        "--clear-groups",
-        *UNPRIVILEGED[4:],  # only CAP_DAC_READ_SEARCH, to reach the interpreter; no write on the socket
-    ]
+    group = socket_group()
+    assert st.st_gid == (group.gr_gid if group is not None else 0)
+    as_outsider = as_user(uid, gid)  # CAP_DAC_READ_SEARCH gives no write on the socket
     env = dict(tcpsh_env, HOME="/nonexistent", XDG_STATE_HOME="/nonexistent")
     argv = ["attach", "--socket", str(daemon.socket), "-c", "status"]
     group_name = "tcpsh" if group is not None else "root"
@@ -584,44 +600,72 @@ def test_a_user_outside_root_and_the_group_cannot_attach(
 
 
 def test_completion_watch_and_held_news_in_an_attached_shell(
-    daemon: Daemon, tcpsh_env: dict[str, str]
+    daemon: Daemon, pair: tuple[Attached, Attached]
 ) -> None:
-    a = daemon.attach(tcpsh_env)
-    b = daemon.attach(tcpsh_env)
+    a, b = pair
     scr = Screen()
-    try:
-        # Tab: the lab's services after `open` (from the daemon's welcome), connection ids after `send`.
-        a.child.send("open \t")
-        wait_screen(a, scr, find_line(rf"\b{re.escape(KERNEL)}:7\s+echo\b"), "7 echo in the menu")
-        a.child.send("7")
-        a.type("")
-        a.wait_for(r"c1 ESTABLISHED ")
-        a.prompt()
-        a.child.send("send \t")
-        wait_screen(
-            a, scr, lambda s: s.cursor_line() == f"{PROMPT} send c1", "'send ' completed to 'send c1'"
-        )
-        a.ask(r' "hello\n"', r"c1: queued 6 bytes")
+    # Tab: the lab's services after `open` (from the daemon's welcome), connection ids after `send`.
+    a.child.send("open \t")
+    wait_screen(a, scr, find_line(rf"\b{re.escape(KERNEL)}:7\s+echo\b"), "7 echo in the menu")
+    a.child.send("7")
+    a.type("")
+    a.wait_for(r"c1 ESTABLISHED ")
+    a.prompt()
+    a.child.send("send \t")
+    wait_screen(a, scr, lambda s: s.cursor_line() == f"{PROMPT} send c1", "'send ' completed to 'send c1'")
+    before, _ = a.ask(r' "hello\n"', r"c1: queued 6 bytes")
+    if "* data arrived on c1 (6 bytes)" not in before:
         a.wait_for(r"\* data arrived on c1 \(6 bytes\)")
-        a.prompt()
-        skip_seen(a)
+    a.prompt()
+    skip_seen(a)
 
-        # watch: the full-screen view, rendered by the daemon, refreshed; `a` switches the numbers.
-        a.type("watch c1")
-        for text in ("c1 ESTABLISHED", "arrived, not read 6", "sequence numbers relative to ISS/IRS"):
-            wait_screen(a, scr, lambda s, t=text: s.alternate and t in s.text(), repr(text))
-        a.child.send("a")
-        wait_screen(a, scr, lambda s: "sequence numbers absolute" in s.text(), "'absolute' in the footer")
+    # watch: the full-screen view, rendered by the daemon, refreshed; `a` switches the numbers.
+    a.type("watch c1")
+    for text in ("c1 ESTABLISHED", "arrived, not read 6", "sequence numbers relative to ISS/IRS"):
+        wait_screen(a, scr, lambda s, t=text: s.alternate and t in s.text(), repr(text))
+    a.child.send("a")
+    wait_screen(a, scr, lambda s: "sequence numbers absolute" in s.text(), "'absolute' in the footer")
 
-        # News that comes meanwhile is held, and shown once the view is left.
-        b.ask(f"open {KERNEL}:9", r"c2 ESTABLISHED")
-        a.child.send("a")  # a redraw after the news went out: the view is whole, the news not on it
-        wait_screen(a, scr, lambda s: "sequence numbers relative" in s.text(), "'relative' again")
-        assert scr.alternate and "c2: established" not in scr.text(), scr.text()
-        a.child.send("q")
-        wait_screen(a, scr, at_prompt, "the prompt after q")
-        a.wait_for(r"\* c2: established")
-        a.ask("status c2", r"c2 ESTABLISHED")
-    finally:
-        a.close()
-        b.close()
+    # News that comes meanwhile is held, and shown once the view is left.
+    b.ask(f"open {KERNEL}:9", r"c2 ESTABLISHED")
+    a.child.send("a")  # a redraw after the news went out: the view is whole, the news not on it
+    wait_screen(a, scr, lambda s: "sequence numbers relative" in s.text(), "'relative' again")
+    assert scr.alternate and "c2: established" not in scr.text(), scr.text()
+    a.child.send("q")
+    wait_screen(a, scr, at_prompt, "the prompt after q")
+    a.wait_for(r"\* c2: established")
+    a.ask("status c2", r"c2 ESTABLISHED")
+
+
+def test_a_member_of_the_group_attaches_and_files_are_theirs(
+    daemon: Daemon, insider: tuple[int, int], tcpsh_env: dict[str, str]
+) -> None:
+    need_setpriv()
+    uid, gid = insider
+    home = daemon.dir / "home"
+    home.mkdir()
+    os.chown(home, uid, gid)
+    env = dict(tcpsh_env, HOME=str(home), XDG_STATE_HOME=str(home / "state"))
+    argv = ["attach", "--socket", str(daemon.socket)]
+    commands = f'open {KERNEL}:7; send c1 "data\\n"; receive c1 --to got.txt --timeout 5'
+    run = run_tcpsh([*argv, "-c", commands], env, cwd=home, prefix=as_user(uid, gid))
+    assert run.returncode == 0, run
+    daemon.wait_log(rf"client \d+: connected: pid {run.pid} uid {uid} gid {gid}$")
+    got = home / "got.txt"  # relative to the shell's directory, not the daemon's
+    assert run.lines[-1] == f"c1: 5 bytes written to {got}", run
+    assert got.read_bytes() == b"data\n"
+    assert (got.stat().st_uid, got.stat().st_gid) == (uid, gid)
+
+    # Where the user may not write, the daemon (root) does not write for them either.
+    private = daemon.dir / "private"
+    private.mkdir(mode=0o700)
+    run = run_tcpsh(
+        [*argv, "-c", f'send c1 "more\\n"; receive c1 --to {private}/x --timeout 5'],
+        env,
+        cwd=home,
+        prefix=as_user(uid, gid),
+    )
+    assert run.returncode == 1, run
+    name = pwd.getpwuid(uid).pw_name
+    assert run.lines[-1] == f"-c:2: receive: cannot write {private}/x: permission denied for {name}", run
+    assert not (private / "x").exists()
