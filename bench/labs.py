@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -158,41 +158,63 @@ def _nft(lab: Lab, side: str, script: str) -> str:
     return out.decode()
 
 
-TSO_FEATURES = ("tx-tcp-segmentation", "tx-tcp-ecn-segmentation", "tx-tcp-mangleid-segmentation")
+def _is_tso(name: str) -> bool:
+    """A TCP segmentation offload feature: tx-tcp-segmentation, and its ECN, AccECN, mangle-ID and IPv6
+    kinds. veth lets its peer join what it sends (GRO) only when every one of them is off."""
+    return name.startswith("tx-tcp") and name.endswith("segmentation")
 
 
-def _segmentation_offload(lab: Lab, wanted: dict[str, dict[str, bool]] | None) -> dict[str, dict[str, bool]]:
-    """TCP segmentation offload (TSO) on both veth ends of `lab`: turned off with `wanted` None, else
-    set back to `wanted`; returns what it was. With TSO on, Linux hands the veth frames of up to 64 KB
-    that cross it whole, so one packet dropped is up to 44 segments; with it off, the kernel cuts them
-    in software (GSO) before the veth, and each frame is one segment of at most the MTU."""
+Features = dict[str, dict[str, bool]]
+
+
+def _features(lab: Lab, wanted: Callable[[str, str], bool | None]) -> Features:
+    """Set features on both veth ends of `lab`: `wanted(ifname, feature)` says the new state, or None to
+    leave it; returns what the changed ones were, to be given back to `_restore`."""
     from pyroute2.ethtool import Ethtool
 
-    before: dict[str, dict[str, bool]] = {}
+    before: Features = {}
     for ns, ifname in ((lab.stack_ns, lab.stack_if), (lab.kernel_ns, lab.kernel_if)):
         with netns.entered(ns):
             tool = Ethtool()
             try:
                 features = tool.get_features(ifname)
-                present = [name for name in TSO_FEATURES if name in features.features]
-                before[ifname] = {name: features.features[name].enable for name in present}
-                for name in present:
-                    features.features[name].enable = wanted[ifname][name] if wanted else False
+                before[ifname] = {}
+                for name, feature in features.features.items():
+                    value = wanted(ifname, name)
+                    if value is not None:
+                        before[ifname][name] = feature.enable
+                        feature.enable = value
                 tool.set_features(ifname, features)
             finally:
                 tool.close()
     return before
 
 
+def _restore(lab: Lab, before: Features) -> None:
+    _features(lab, lambda ifname, name: before.get(ifname, {}).get(name))
+
+
 @contextlib.contextmanager
 def segments_of_mtu(lab: Lab) -> Iterator[None]:
-    """TSO off on both veth ends of `lab` for the block, then as it was: every frame that crosses the
-    veth is one segment of at most the MTU, as on a wire without offloads."""
-    before = _segmentation_offload(lab, None)
+    """TCP segmentation offload (TSO) off on both veth ends of `lab` for the block, then as it was: every
+    frame that crosses the veth is one segment of at most the MTU, as on a wire without offloads (with
+    TSO on, Linux hands the veth frames of up to 64 KB that cross it whole). The receiving end may still
+    join them (GRO), as a NIC does, where GRO is on."""
+    before = _features(lab, lambda _ifname, name: False if _is_tso(name) else None)
     try:
         yield
     finally:
-        _segmentation_offload(lab, before)
+        _restore(lab, before)
+
+
+@contextlib.contextmanager
+def receive_offload(lab: Lab, on: bool) -> Iterator[None]:
+    """GRO on (or off) at both veth ends of `lab` for the block, then as it was."""
+    before = _features(lab, lambda _ifname, name: on if name == "rx-gro" else None)
+    try:
+        yield
+    finally:
+        _restore(lab, before)
 
 
 @contextlib.contextmanager
@@ -200,7 +222,8 @@ def random_loss(lab: Lab, percent: float) -> Iterator[dict[str, tuple[int, int]]
     """Drop `percent`% of the packets each way, at random, as each arrives from the veth: a netdev
     ingress hook on both ends, after the wire and before either side's TCP or packet socket sees it
     (so the sender never learns of the loss from its own host, as it would from a drop in its output
-    path). Segmentation offload is off meanwhile, so that a packet is one segment of at most the MTU.
+    path). Segmentation offload and GRO are off meanwhile, so that a packet is one segment of at most the
+    MTU.
 
     Yields a dict that holds, once the block is left, (packets seen, packets dropped) for "forward"
     (from the stack_addr end to the kernel_addr end) and "back"; everything is put back however the
@@ -213,7 +236,8 @@ def random_loss(lab: Lab, percent: float) -> Iterator[dict[str, tuple[int, int]]
     }
     counted: dict[str, tuple[int, int]] = {}
     installed: list[tuple[str, str]] = []
-    with segments_of_mtu(lab):
+    # GRO off too: the ingress hook comes after it, and a drop there would take a whole joined frame.
+    with segments_of_mtu(lab), receive_offload(lab, False):
         try:
             for name, (side, ifname, source) in ends.items():
                 _nft(

@@ -176,11 +176,14 @@ def stack_config(mtu: int, settings: Sequence[str]) -> TcbConfig:
 
 
 def start_stack(lab: Any, settings: Sequence[str], link: str = "fast") -> Stack:
-    """The stack on the lab as `tcpsh --lab --link LINK` builds it: PacketLink (fast) or RawLink (plain)
-    in the stack's namespace, wrapped in the (pass-through) impairment layer, the defaults of
-    TcbConfig.full() and any --set."""
-    kind = PacketLink if link == "fast" else RawLink
-    inner = kind(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns())
+    """The stack on the lab as `tcpsh --lab --link LINK` builds it: PacketLink with GRO on the stack's
+    veth (fast) or RawLink (plain) in the stack's namespace, wrapped in the (pass-through) impairment
+    layer, the defaults of TcbConfig.full() and any --set."""
+    ns = lab.enter_stack_ns()
+    if link == "fast":
+        inner: RawLink = PacketLink(lab.stack_if, lab.stack_addr, namespace=ns, gro=True)
+    else:
+        inner = RawLink(lab.stack_if, lab.stack_addr, namespace=ns)
     wrapped = ImpairedLink(inner)
     return Stack(wrapped, config=stack_config(wrapped.mtu, settings)).start()
 
@@ -328,7 +331,9 @@ def bulk(
                 out[key] = fn()
             out[key]["dropped"] = dropped
         elif key.endswith("_mtu"):
-            with labs_mod.segments_of_mtu(lab):
+            # Frames of one segment on the wire, joined by the receiving end as a NIC's GRO joins them,
+            # in both labs alike.
+            with labs_mod.segments_of_mtu(lab), labs_mod.receive_offload(lab, True):
                 out[key] = fn()
         else:
             out[key] = fn()
@@ -358,8 +363,10 @@ def profile(
     for key, what in PROFILED:
         say(f"profile: {what}, {n / 1e6:g} MB under cProfile ({clock} clock)")
         fn = measure.stack_send if key == "send" else measure.stack_receive
-        frames = labs_mod.segments_of_mtu(labs.stack) if key.endswith("_mtu") else contextlib.nullcontext()
-        with frames, ThreadProfiles(clock) as profiles:
+        mtu = key.endswith("_mtu")
+        frames = labs_mod.segments_of_mtu(labs.stack) if mtu else contextlib.nullcontext()
+        joined = labs_mod.receive_offload(labs.stack, True) if mtu else contextlib.nullcontext()
+        with frames, joined, ThreadProfiles(clock) as profiles:
             stack = start_stack(labs.stack, options["set"], options["link"])
             try:
                 with profiles.caller():

@@ -101,7 +101,10 @@ def started_stack(lab: Lab, kind: type[RawLink]) -> Iterator[Stack]:
     """A started Stack on `lab`'s stack side over a link of `kind`, wrapped in the impairment layer;
     afterwards every connection still open is closed (aborted when the kernel does not answer within a
     second) and the threads are stopped; the sockets go with them."""
-    inner = kind(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns())
+    ns = lab.enter_stack_ns()
+    inner = PacketLink(lab.stack_if, lab.stack_addr, namespace=ns, gro=True) if kind is PacketLink else kind(
+        lab.stack_if, lab.stack_addr, namespace=ns
+    )
     link = ImpairedLink(inner, seed=IMPAIR_SEED)
     the_stack = Stack(link, config=TcbConfig.full(mtu=link.mtu, rto_min=0.2)).start()
     try:
@@ -128,7 +131,8 @@ def lab_stack(stack_lab: Lab) -> Iterator[Stack]:
 @pytest.fixture
 def fast_stack(stack_lab: Lab) -> Iterator[Stack]:
     """As `lab_stack`, on the fast link (`tcpsh --lab`'s default): PacketLink, so that the kernel cuts
-    the stack's 64 KB segments (segmentation offload, on in `TcbConfig.full()`)."""
+    the stack's 64 KB segments (segmentation offload, on in `TcbConfig.full()`), with GRO on the stack's
+    veth, so that it joins the segments that arrive (where the sending veth lets it)."""
     yield from started_stack(stack_lab, PacketLink)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.labs import segments_of_mtu
+from bench.labs import receive_offload, segments_of_mtu
 from stack.lab import Lab
 from stack.runtime import Stack
 from tests.interop.transfer import (
@@ -64,11 +64,26 @@ def test_50mb_from_linux_in_its_tso_frames_arrives_whole(fast_stack: Stack, stac
     assert fast_stack.errors == []
 
 
+def test_50mb_from_linux_in_segments_of_the_mtu_arrives_joined_by_gro(
+    fast_stack: Stack, stack_lab: Lab
+) -> None:
+    """TSO off on the veth: Linux's segments cross it one by one, at most the MTU each, and GRO on the
+    stack's end joins them before its packet socket reads them, as a NIC's GRO does."""
+    largest = Largest(fast_stack)
+    with segments_of_mtu(stack_lab):
+        t = receive_from_kernel(fast_stack, stack_lab, SIZE)
+    print(f"\nLinux -> stack, TSO off: {SIZE / t.seconds / 1e6:.1f} MB/s; largest datagram {largest.largest}")
+    assert t.intact, f"{t.count} octets, SHA-256 {t.digest}"
+    assert largest.largest > 2 * stack_lab.mtu, "GRO joined nothing: every datagram was one segment"
+    assert fast_stack.errors == []
+
+
 @pytest.fixture
 def lossy_wire(stack_lab: Lab) -> Iterator[None]:
     """Each packet on the veth one segment, so that a drop loses one: TSO off on both ends (the kernel
-    cuts the stack's datagrams before the veth, in software)."""
-    with segments_of_mtu(stack_lab):
+    cuts the stack's datagrams before the veth, in software), and GRO off (the drops are made in an
+    ingress hook, after GRO: a drop there would take a whole joined frame)."""
+    with segments_of_mtu(stack_lab), receive_offload(stack_lab, False):
         yield
 
 
