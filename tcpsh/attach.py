@@ -25,7 +25,7 @@ from prompt_toolkit import PromptSession
 from rich.console import Console
 
 from tcpsh import protocol
-from tcpsh.cli import make_console, run_given
+from tcpsh.cli import add_color_option, add_script_options, make_console, run_given
 from tcpsh.commands import CommandError
 from tcpsh.daemon import DEFAULT_SOCKET, GROUP
 from tcpsh.protocol import ProtocolError, TooLong
@@ -42,8 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "leaves the connections open; 'shutdown' stops the daemon. With FILE.tcpsh or -c, run those "
         "commands against the daemon and exit, with the same exit status as in a shell of its own.",
     )
-    p.add_argument("files", nargs="*", metavar="FILE.tcpsh", help="run these scripts, then exit")
-    p.add_argument("-c", dest="commands", metavar="COMMANDS", help="run these commands (separated by ;)")
+    add_script_options(p)
     p.add_argument(
         "--socket",
         metavar="PATH",
@@ -51,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_SOCKET,
         help=f"the daemon's socket ({DEFAULT_SOCKET})",
     )
-    p.add_argument(
-        "--no-color", action="store_true", help="no colour (NO_COLOR in the environment does the same)"
-    )
+    add_color_option(p)
     return p
 
 

@@ -54,14 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
         + " (type 'help' in the shell). Host set-up: 'tcpsh setup --help'; the stack as a daemon: "
         "'tcpsh daemon --help' and 'tcpsh attach --help'.",
     )
-    p.add_argument("files", nargs="*", metavar="FILE.tcpsh", help="run these scripts, then exit")
-    p.add_argument("-c", dest="commands", metavar="COMMANDS", help="run these commands (separated by ;)")
+    add_script_options(p)
     add_stack_options(p)
     p.add_argument("--lab-clean", action="store_true", help="remove what a killed run's lab left, then exit")
+    add_color_option(p)
+    return p
+
+
+def add_script_options(p: argparse.ArgumentParser) -> None:
+    """FILE.tcpsh and -c: the same for the shell and for a shell attached to a daemon (run_given)."""
+    p.add_argument("files", nargs="*", metavar="FILE.tcpsh", help="run these scripts, then exit")
+    p.add_argument("-c", dest="commands", metavar="COMMANDS", help="run these commands (separated by ;)")
+
+
+def add_color_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-color", action="store_true", help="no colour (NO_COLOR in the environment does the same)"
     )
-    return p
 
 
 def make_console(*, no_color: bool = False) -> Console:
