@@ -117,6 +117,9 @@ class Stack:
         self._timer_cv = threading.Condition(threading.Lock())
         self._heap: list[tuple[float, int, Conn]] = []
         self._heap_n = itertools.count()
+        # Per connection with an entry on the heap: [its entry's time, its entry's number, the latest
+        # deadline asked for]. A later deadline rides on the entry already there (see _schedule).
+        self._armed: dict[Conn, list[float]] = {}
         self._listeners: list[Listener] = []
         self._taps: list[SegmentTap] = []
         self._news: list[tuple[str, Event]] = []
@@ -294,8 +297,21 @@ class Stack:
             self.counters.offloaded += 1
 
     def _schedule(self, conn: Conn, deadline: float) -> None:
+        """The connection's next deadline is `deadline` (its TCB's, after a Result).
+
+        Most segments move a deadline later (an ACK restarts the retransmission timer, data starts
+        the delayed-ACK timer): that only notes the new time on the connection's entry, which comes
+        up no later, and the timer thread then moves it on to the new time without the pool lock.
+        Only an earlier deadline pushes an entry, and only an entry that becomes the earliest wakes
+        the timer thread, so it is not woken for every segment."""
         with self._timer_cv:
-            heapq.heappush(self._heap, (deadline, next(self._heap_n), conn))
+            armed = self._armed.get(conn)
+            if armed is not None and armed[0] <= deadline:
+                armed[2] = deadline
+                return
+            n = next(self._heap_n)
+            self._armed[conn] = [deadline, n, deadline]  # an entry already there goes stale
+            heapq.heappush(self._heap, (deadline, n, conn))
             if self._heap[0][2] is conn:
                 self._timer_cv.notify()
 
@@ -443,13 +459,28 @@ class Stack:
         else:
             self.counters.icmp_ignored += 1
 
+    def _due(self, now: float) -> list[Conn]:
+        """The connections whose deadline has come (the timer lock held), taken off the heap."""
+        due: list[Conn] = []
+        while self._heap and self._heap[0][0] <= now:
+            _, n, conn = heapq.heappop(self._heap)
+            armed = self._armed.get(conn)
+            if armed is None or armed[1] != n:
+                continue  # stale: an earlier deadline replaced it, or it was fired
+            if armed[2] > now:
+                # The deadline moved on since this entry was pushed: follow it.
+                armed[0], armed[1] = armed[2], next(self._heap_n)
+                heapq.heappush(self._heap, (armed[0], armed[1], conn))
+                continue
+            del self._armed[conn]
+            due.append(conn)
+        return due
+
     def _timer_loop(self) -> None:
         while not self._stopping:
-            due: list[Conn] = []
             with self._timer_cv:
                 now = self.clock()
-                while self._heap and self._heap[0][0] <= now:
-                    due.append(heapq.heappop(self._heap)[2])
+                due = self._due(now)
                 if not due:
                     timeout = self._heap[0][0] - now if self._heap else None
                     self._timer_cv.wait(timeout)
