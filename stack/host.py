@@ -2,16 +2,18 @@
 
 The pool holds no threads. Whoever calls it holds `Pool.lock` (DESIGN.md, "Threads": one lock guards
 the pool and every TCB in it). Every TCB Result goes through `_apply`, which sends the segments,
-schedules the next deadline, records the news and wakes every waiter on `Pool.changed`.
+schedules the next deadline, records the news and wakes the threads waiting for that connection
+(`Pool.wait_for`) and those waiting on `Pool.changed`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
+import operator
 import random
 import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -29,6 +31,11 @@ KEEP_CLOSED = 64  # closed connections kept for STATUS and for reading what was 
 KEEP_NEWS = 100  # events kept per connection
 KEEP_EXCHANGE = 1000  # segments kept per connection for `exchange` (headers only, not the data)
 
+# The header fields of a segment, all but its data, as the exchange log keeps them: one tuple taken in C
+# (no copy of the segment for every one in and out), made a TcpSegment again only when the log is read.
+_HEADER_FIELDS = tuple(f.name for f in dataclasses.fields(TcpSegment) if f.name != "payload")
+_header_of = operator.attrgetter(*_HEADER_FIELDS)
+
 Key = tuple[int, IPv4Address, int]  # (local port, remote address, remote port)
 
 
@@ -44,19 +51,43 @@ class PoolError(Exception):
     """A user call the pool refuses before any TCB sees it: one line saying why."""
 
 
-@dataclass(eq=False)
+class Changed(threading.Condition):
+    """`Pool.changed`, the condition of the pool lock. Its `notify_all` wakes every thread waiting on
+    the pool, those waiting for one connection (`Pool.wait_for`) too, so that whoever interrupts a
+    waiting user call (the daemon, for a client's Ctrl-C) need not know how it waits."""
+
+    def __init__(self, lock: threading.Lock, waiting: dict[Conn, list[threading.Lock]]) -> None:
+        super().__init__(lock)
+        self._waiting = waiting
+
+    def notify_all(self) -> None:
+        super().notify_all()  # raises, as any condition's, when the lock is not held
+        for waiters in self._waiting.values():
+            for waiter in waiters:
+                waiter.release()
+        self._waiting.clear()
+
+    def notify_changed(self) -> None:
+        """Wake only the threads waiting on the condition itself (for any change)."""
+        super().notify_all()
+
+
+@dataclass(eq=False, slots=True)
 class Conn:
+    """One connection of the pool. Slots and plain lists (an empty deque alone takes 624 octets): an
+    idle connection is mostly its TCB."""
+
     id: str
     tcb: Tcb
     created: float
     key: Key | None = None
     listening_on: int | None = None
     closed_at: float | None = None
-    news: deque[Event] = field(default_factory=lambda: deque(maxlen=KEEP_NEWS))
-    # (time, "in" | "out", our state after the segment, the segment without its data, data length)
-    exchange: deque[tuple[float, str, State, TcpSegment, int]] = field(
-        default_factory=lambda: deque(maxlen=KEEP_EXCHANGE)
-    )
+    # The last KEEP_NEWS events (at most twice as many are held between trims).
+    news: list[Event] = field(default_factory=list)
+    # (time, "in" | "out", our state after the segment, its header fields, data length): the last
+    # KEEP_EXCHANGE segments (at most twice as many between trims); read it with `exchange_log`.
+    exchange: list[tuple[float, str, State, tuple[object, ...], int]] = field(default_factory=list)
 
     # A passive OPEN's half-open connections (SYN-RECEIVED), each a TCB of its own until one of them
     # completes the handshake and becomes this connection; and what the listener did under load.
@@ -74,8 +105,24 @@ class Conn:
     route_given: bool = False
 
     def record(self, now: float, direction: str, seg: TcpSegment) -> None:
-        light = dataclasses.replace(seg, payload=b"") if seg.payload else seg
-        self.exchange.append((now, direction, self.tcb.state, light, len(seg.payload)))
+        log = self.exchange
+        log.append((now, direction, self.tcb.state, _header_of(seg), len(seg.payload)))
+        if len(log) > 2 * KEEP_EXCHANGE:
+            del log[:-KEEP_EXCHANGE]
+
+    def exchange_log(self) -> list[tuple[float, str, State, TcpSegment, int]]:
+        """The last KEEP_EXCHANGE segments: (time, direction, our state after, the segment without its
+        data, data length)."""
+        return [
+            (t, way, state, TcpSegment(**dict(zip(_HEADER_FIELDS, header, strict=True))), n)
+            for t, way, state, header, n in self.exchange[-KEEP_EXCHANGE:]
+        ]
+
+    def tell(self, event: Event) -> None:
+        news = self.news
+        news.append(event)
+        if len(news) > 2 * KEEP_NEWS:
+            del news[:-KEEP_NEWS]
 
 
 Route = tuple[IPv4Address, ...]
@@ -111,13 +158,18 @@ class Pool:
         self.address = address
         self.config = config or TcbConfig()
         self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)
+        # Waiters on the pool lock (as a threading.Condition's): those of `wait_for(conn)`, woken only by
+        # a change to their connection, and those on `changed`, woken by any change.
+        self._waiting: dict[Conn, list[threading.Lock]] = {}
+        self.changed = Changed(self.lock, self._waiting)
         self._emit = emit
         self._schedule = schedule
         self._notify = notify
         self._isn = isn or Rfc6528Isn()
         self.conns: dict[str, Conn] = {}
         self._by_key: dict[Key, Conn] = {}
+        self._ports: dict[int, int] = {}  # local port -> how many keys in _by_key hold it
+        self._closed: list[tuple[int, Conn]] = []  # heap of closed connections still in `conns`
         self._listeners: dict[int, list[Conn]] = {}
         self._ids = itertools.count(1)
         self._rng = random.Random()
@@ -125,6 +177,41 @@ class Pool:
         self.resets_sent = 0
         self.icmp_ignored = 0  # ICMP errors that matched no connection, or were source quench or redirect
         self.dropped = 0
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait_for(self, conn: Conn, timeout: float | None) -> None:
+        """Wait (the lock held) until `conn` changes, `changed.notify_all()` is called, or `timeout`
+        passes; the lock is released meanwhile and held again on return, as `Condition.wait` does.
+
+        A condition per connection on the pool lock: a change wakes only the threads waiting for that
+        connection (and those on `changed`), not every thread blocked in a user call, so that eight
+        passive OPENs waiting in eight threads are not all woken, each to take the GIL and the lock in
+        turn, by every segment of every connection."""
+        waiter = threading.Lock()
+        waiter.acquire()
+        self._waiting.setdefault(conn, []).append(waiter)
+        self.lock.release()
+        try:
+            if timeout is None:
+                waiter.acquire()
+            elif timeout > 0:
+                waiter.acquire(True, timeout)
+        finally:
+            self.lock.acquire()
+            waiters = self._waiting.get(conn)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiting[conn]
+
+    def _wake(self, conn: Conn) -> None:
+        """Something changed on `conn` (the lock held): wake its waiters and those on `changed`."""
+        waiters = self._waiting.pop(conn, None)
+        if waiters:
+            for waiter in waiters:
+                waiter.release()
+        self.changed.notify_changed()
 
     # ------------------------------------------------------------------ connections
 
@@ -148,7 +235,7 @@ class Pool:
         return conn
 
     def _port_in_use(self, port: int) -> bool:
-        return port in self._listeners or any(k[0] == port for k in self._by_key)
+        return port in self._listeners or port in self._ports
 
     def ephemeral_port(self, remote: IPv4Address, rport: int) -> int:
         """A local port that no live connection or listener uses."""
@@ -403,15 +490,29 @@ class Pool:
             if half_open.deadline is not None:
                 self._schedule(waiting, half_open.deadline)
         for ev in child.held_news:
-            target.news.append(ev)
+            target.tell(ev)
             self._notify(target, ev)
         if tcb.deadline is not None:
             self._schedule(target, tcb.deadline)
+        self._wake(target)
 
     def _unkey(self, conn: Conn) -> None:
         if conn.key is not None and self._by_key.get(conn.key) is conn:
-            del self._by_key[conn.key]
+            self._key_del(conn.key)
         conn.key = None
+
+    def _key_add(self, key: Key, conn: Conn) -> None:
+        if key not in self._by_key:
+            self._ports[key[0]] = self._ports.get(key[0], 0) + 1
+        self._by_key[key] = conn
+
+    def _key_del(self, key: Key) -> None:
+        del self._by_key[key]
+        left = self._ports[key[0]] - 1
+        if left:
+            self._ports[key[0]] = left
+        else:
+            del self._ports[key[0]]
 
     def find(self, local_port: int, remote: IPv4Address, rport: int) -> Conn | None:
         """The connection a segment of this 4-tuple belongs to, if any (not listeners)."""
@@ -452,18 +553,19 @@ class Pool:
             conn.held_news.extend(res.events)
             if res.deadline is not None:
                 self._schedule(conn, res.deadline)
+            listener = conn.parent
             self._settle_embryo(conn, now)
-            self.changed.notify_all()
+            self._wake(listener)
             return
         for ev in res.events:
-            conn.news.append(ev)
+            conn.tell(ev)
             self._notify(conn, ev)
         if res.deadline is not None:
             self._schedule(conn, res.deadline)
         if conn.tcb.state is State.CLOSED and conn.embryos:
             for child in list(conn.embryos):  # the passive OPEN is gone: so are its half-open connections
                 self._settle_embryo_gone(child, now)
-        self.changed.notify_all()
+        self._wake(conn)
 
     def _settle_embryo_gone(self, child: Conn, now: float) -> None:
         res = child.tcb.abort(now)
@@ -495,17 +597,21 @@ class Pool:
             conn.listening_on = want_listen
         if conn.key != want_key:
             if conn.key is not None and self._by_key.get(conn.key) is conn:
-                del self._by_key[conn.key]
+                self._key_del(conn.key)
             if want_key is not None:
-                self._by_key[want_key] = conn
+                self._key_add(want_key, conn)
             conn.key = want_key
         if tcb.state is State.CLOSED and conn.closed_at is None:
             conn.closed_at = 0.0
-            self._prune_closed()
+            if self.conns.get(conn.id) is conn:
+                heapq.heappush(self._closed, (int(conn.id[1:]), conn))  # ids are "c" and a count
+                self._prune_closed()
 
     def _prune_closed(self) -> None:
-        closed = [c for c in self.conns.values() if c.closed_at is not None]
-        for conn in closed[: max(0, len(closed) - KEEP_CLOSED)]:
+        """Forget the closed connections beyond the last KEEP_CLOSED, oldest first (without a scan of
+        every connection, of which thousands may be in TIME-WAIT)."""
+        while len(self._closed) > KEEP_CLOSED:
+            _, conn = heapq.heappop(self._closed)
             del self.conns[conn.id]
 
     def fire_timer(self, conn: Conn, now: float) -> None:

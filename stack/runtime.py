@@ -1,7 +1,7 @@
 """The threads and the thread-safe user-call API (DESIGN.md, "Threads").
 
-- The caller's thread (the shell) issues user calls; blocking ones wait on `Pool.changed`, a condition
-  tied to the pool lock, never by polling.
+- The caller's thread (the shell) issues user calls; blocking ones wait on a condition of the pool lock
+  (`Pool.wait_for`, woken by changes to their connection; `Pool.changed` for any change), never polling.
 - The receive thread reads the link, parses, and hands segments to the pool.
 - The timer thread sleeps until the earliest deadline on a heap (stale entries are skipped when they
   come up: nothing ever scans every connection on a tick) and fires what is due.
@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from ipaddress import IPv4Address
 from typing import Protocol
 
@@ -316,7 +317,8 @@ class Stack:
                 self._timer_cv.notify()
 
     def _notify(self, conn: Conn, event: Event) -> None:
-        self._news.append((conn.id, event))
+        if self._listeners:  # a listener hears what happens from the time it subscribes
+            self._news.append((conn.id, event))
 
     def post(self, fn: Callable[[], None]) -> None:
         """Run `fn` soon, outside the pool lock, in order with the news (for taps that print)."""
@@ -328,6 +330,10 @@ class Stack:
 
         A user call waits (`wait`) so that its news is out before it returns; the stack's threads
         never wait: the thread delivering at the moment delivers what they queued too."""
+        if not self._news and not self._posted and not self._deliver_lock.locked():
+            # Nothing queued, and no thread in the middle of delivering (what it took from the queues
+            # may be this call's news): nothing to wait for. The common case, and no lock taken.
+            return
         while True:
             if not self._deliver_lock.acquire(blocking=wait):
                 return
@@ -496,18 +502,20 @@ class Stack:
 
     # ------------------------------------------------------------------ user calls
 
-    def _wait(self, pred: Callable[[], bool], deadline: float | None) -> bool:
-        """Wait (pool lock held) until pred() or the deadline; True if pred() holds."""
+    def _wait(self, pred: Callable[[], bool], deadline: float | None, conn: Conn | None = None) -> bool:
+        """Wait (pool lock held) until pred() or the deadline; True if pred() holds. With `conn`, pred()
+        depends on that connection alone, and only a change to it wakes this thread."""
+        wait = self.pool.changed.wait if conn is None else partial(self.pool.wait_for, conn)
         while not pred():
             if self._stopping:
                 return False
             if deadline is None:
-                self.pool.changed.wait(1.0)
+                wait(1.0)
             else:
                 left = deadline - self.clock()
                 if left <= 0:
                     return pred()
-                self.pool.changed.wait(left)
+                wait(left)
         return True
 
     def _conn(self, cid: str) -> Conn:
@@ -557,7 +565,7 @@ class Stack:
                     return conn.id
                 deadline = None if timeout is None else self.clock() + timeout
                 try:
-                    ok = self._wait(lambda: conn.tcb.state is not State.SYN_SENT, deadline)
+                    ok = self._wait(lambda: conn.tcb.state is not State.SYN_SENT, deadline, conn)
                 except KeyboardInterrupt:
                     # The user gave up on this OPEN: the attempt goes with it (no id was shown).
                     now = self.clock()
@@ -609,7 +617,7 @@ class Stack:
                     # wake-up per quarter of the send buffer, not one per ACK that frees a little.
                     low = max(1, min(len(data) - sent, tcb.config.snd_buf // 4))
                     room = lambda low=low: tcb.send_space >= low or tcb.state is State.CLOSED  # noqa: E731
-                    if not self._wait(room, deadline):
+                    if not self._wait(room, deadline, conn):
                         raise StackTimeout(f"{cid}: send timed out after {sent} of {len(data)} bytes")
                     chunk = bytes(view[sent : sent + tcb.send_space])
                     now = self.clock()
@@ -648,7 +656,7 @@ class Stack:
                     )
 
                 while len(out) < max_bytes:
-                    ok = self._wait(lambda: tcb.readable > 0 or ended(), deadline)
+                    ok = self._wait(lambda: tcb.readable > 0 or ended(), deadline, conn)
                     now = self.clock()
                     res = self.pool.apply(conn, tcb.receive(max_bytes - len(out), now), now)
                     out += res.data
@@ -729,7 +737,7 @@ class Stack:
     def exchange(self, cid: str) -> list[tuple[float, str, State, TcpSegment, int]]:
         """The connection's segments so far: (time, direction, our state after, header, data length)."""
         with self.pool.lock:
-            return list(self._conn(cid).exchange)
+            return self._conn(cid).exchange_log()
 
     def summary(self) -> dict[State, int] | None:
         """Connections per state, or None when the pool is busy (for a toolbar that must not wait)."""
@@ -747,4 +755,4 @@ class Stack:
         with self.pool.lock:
             conn = self._conn(cid)
             deadline = None if timeout is None else self.clock() + timeout
-            return self._wait(lambda: conn.tcb.state is state, deadline)
+            return self._wait(lambda: conn.tcb.state is state, deadline, conn)

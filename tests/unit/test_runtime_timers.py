@@ -1,13 +1,14 @@
-"""The runtime's timer heap, without the threads (a Stack not started, over a fake link): a deadline
-moved later rides on the entry already on the heap instead of pushing (and waking the timer thread
-for) one per segment, and still comes due exactly when asked."""
+"""The runtime's timer heap and its news, without the threads (a Stack not started, over a fake link):
+a deadline moved later rides on the entry already on the heap instead of pushing (and waking the timer
+thread for) one per segment, and still comes due exactly when asked; events are queued only for
+listeners."""
 
 from __future__ import annotations
 
 from ipaddress import IPv4Address
 
 from stack.runtime import Stack
-from stack.tcp import State, TcbConfig
+from stack.tcp import Event, EventKind, State, TcbConfig
 from tests.unit.test_ip_input import FakeLink
 
 PEER = IPv4Address("198.18.0.2")
@@ -76,3 +77,18 @@ def test_a_connections_timers_fire_through_the_heap():
         stack.pool.fire_timer(conn, deadline)  # the SYN again, and the timer restarted
         assert conn.tcb.state is State.SYN_SENT and conn.tcb.retransmissions == 1
         assert stack._due(conn.tcb.deadline) == [conn]
+
+
+def test_events_are_queued_only_for_listeners():
+    stack = make()
+    with stack.pool.lock:
+        stack.pool.open_active(PEER, 7, 0.0)
+        stack._notify(stack.pool.get("c1"), Event(EventKind.DATA))
+    assert stack._news == []
+    heard: list[tuple[str, Event]] = []
+    stack.subscribe(lambda cid, ev: heard.append((cid, ev)))
+    with stack.pool.lock:
+        stack._notify(stack.pool.get("c1"), Event(EventKind.DATA, count=3))
+    stack._deliver_news(wait=True)
+    assert heard == [("c1", Event(EventKind.DATA, count=3))]
+    assert stack._news == []
