@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from stack.tcp.congestion import algorithm
 
 
-@dataclass
+@dataclass(slots=True)
 class TcbConfig:
     # The link's MTU; MMS_S = MMS_R = mtu - 20 (IPv4 header without options), RFC 9293 section 3.7.1.
     mtu: int = 1500
@@ -53,6 +53,8 @@ class TcbConfig:
     timestamps: bool = False
     # RFC 2018 selective acknowledgments, offered on our SYN; with them, loss recovery by RFC 6675.
     sack: bool = False
+    # RFC 8985 section 7: tail loss probes, and lost retransmissions found by time (6.2), with SACK.
+    tlp: bool = True
     # ICMP soft errors reported to the user (RFC 9293 SHLD-25); the user may turn the reports off
     # (SHLD-20: "disable the Error Report Routine"); they are still counted and kept for a timeout.
     icmp_reports: bool = True
@@ -181,6 +183,7 @@ SETTABLE = (
     "dscp",
     "icmp_reports",
     "gso_max",
+    "tlp",
 )
 # GSO_LIMIT: an IPv4 datagram of at most 65,535 octets holds a 20-octet IP header, a TCP header of up to 60
 # and the data.

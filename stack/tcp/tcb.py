@@ -39,6 +39,11 @@ RTX = "retransmission"
 PERSIST = "persist"
 KEEPALIVE = "keep-alive"
 DELACK = "delayed ACK"
+TLP = "loss probe"  # RFC 8985 section 7: the tail loss probe timeout (PTO)
+# Where our data or FIN may be in flight and unacknowledged.
+PROBING_STATES = frozenset(
+    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
+)
 TIME_WAIT = "time-wait"
 SENDING_STATES = frozenset(
     {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
@@ -174,15 +179,15 @@ class Tcb:
         "_episode_start", "_ev", "_fin_news", "_fin_queued", "_high_rxt", "_in_recovery", "_isn",
         "_ka_probes", "_last_ack_sent", "_last_data_sent", "_last_heard", "_listen_remote", "_ooo",
         "_ooo_len", "_ooo_recent", "_ooo_spans", "_opened", "_peer_sack", "_peer_wscale",
-        "_persist_backoff", "_r1_told", "_rcv_adv", "_rcv_far", "_rcv_push", "_rcvq", "_recover",
-        "_retx_count", "_rtt_seq", "_rtt_time", "_rtx_due", "_sb", "_sndq", "_sndq_seq",
-        "_syn_retransmitted", "_timers", "_ts_now", "_tx", "_urgent_out", "_urgent_signalled",
+        "_persist_backoff", "_probed", "_r1_told", "_rcv_adv", "_rcv_far", "_rcv_push", "_rcvq", "_recover",
+        "_retx_count", "_rexmits", "_rtt_seq", "_rtt_time", "_rtx_due", "_sb", "_sent_log", "_sndq",
+        "_sndq_seq", "_syn_retransmitted", "_timers", "_ts_now", "_tx", "_urgent_out", "_urgent_signalled",
         "bad_segments", "cc", "challenge_acks", "challenge_acks_suppressed", "config", "fast_retransmits",
         "from_listen", "icmp_errors", "icmp_ignored", "irs", "iss", "local_addr", "local_port",
-        "max_snd_wnd", "passive", "path_mtu", "paws_dropped", "rcv_nxt", "rcv_shift", "rcv_up",
-        "remote_addr", "remote_port", "retransmissions", "rto", "rto_expiries", "sack_ok", "segments_in",
-        "segments_out", "snd_max", "snd_mss", "snd_nxt", "snd_shift", "snd_una", "snd_up", "snd_wl1",
-        "snd_wl2", "snd_wnd", "soft_error", "state", "ts_ok", "ts_recent",
+        "loss_probes", "max_snd_wnd", "passive", "path_mtu", "paws_dropped", "rcv_nxt", "rcv_shift",
+        "rcv_up", "remote_addr", "remote_port", "retransmissions", "rto", "rto_expiries", "sack_ok",
+        "segments_in", "segments_out", "snd_max", "snd_mss", "snd_nxt", "snd_shift", "snd_una", "snd_up",
+        "snd_wl1", "snd_wl2", "snd_wnd", "soft_error", "state", "ts_ok", "ts_recent",
     )
 
     def __init__(
@@ -254,6 +259,14 @@ class Tcb:
         self._peer_sack = False
         self._sb = Scoreboard()
         self._high_rxt = 0
+        # RFC 8985 (RACK) section 6.2, applied to retransmissions in SACK recovery: when data sent after a
+        # retransmission is SACKed, later by more than a reordering window, the retransmission was lost
+        # too. Kept only while SACK is in use: (end, time) of new data in flight, and (start, end, time)
+        # of this recovery's retransmissions.
+        self._sent_log: list[tuple[int, float]] = []
+        self._rexmits: list[tuple[int, int, float]] = []
+        self._probed = False  # a loss probe went out and no ACK has advanced SND.UNA since (RFC 8985 7.3)
+        self.loss_probes = 0
         self._close_error: TcpError | None = None  # why the connection ended, if not by a clean close
 
         self.rto = RtoEstimator(
@@ -1097,6 +1110,8 @@ class Tcb:
             self._ack_advances(ack, now, tsecr)
         elif self._is_duplicate_ack(seg, wnd, newly_sacked):
             self._duplicate_ack(now)
+        if newly_sacked and self._rexmits and self.config.tlp:
+            self._lost_retransmissions()
         # Window update (SND.WL1/SND.WL2 rule).
         if seq_le(self.snd_una, ack) and (
             seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, ack))
@@ -1180,6 +1195,12 @@ class Tcb:
             self.snd_nxt = ack
         if self._sb:
             self._sb.advance(ack)
+        log = self._sent_log
+        if log and seq_le(log[0][0], ack):
+            k = 1
+            while k < len(log) and seq_le(log[k][0], ack):
+                k += 1
+            del log[:k]
         if tsecr:
             # RFC 7323 4.1: the echoed timestamp times every acknowledged segment, retransmitted or not.
             self.rto.sample(max(0, (self._ts_now - tsecr) & 0xFFFFFFFF) / 1000)
@@ -1194,6 +1215,7 @@ class Tcb:
             if seq_gt(ack, self._recover):
                 # Full ACK: fast recovery is over (RFC 6582 3.2 step 4; RFC 6675 section 5 (A)).
                 self._in_recovery = False
+                self._rexmits.clear()
                 self.cc.exit_recovery(self._flight())
             elif not self.sack_ok:
                 # Partial ACK: the next hole was lost too; send it now (RFC 6582 3.2 step 5).
@@ -1205,11 +1227,14 @@ class Tcb:
         self._retx_count = 0
         self._r1_told = False
         # RFC 6298 (5.2) all acknowledged: stop the timer; (5.3) otherwise restart it.
+        self._probed = False
         if self.snd_una == self.snd_max:
             self._timers.pop(RTX, None)
+            self._timers.pop(TLP, None)
         else:
             self._episode_start = now
             self._arm_rtx(now, restart=True)
+            self._arm_tlp(now)
 
     def _is_duplicate_ack(self, seg: TcpSegment, wnd: int, newly_sacked: int) -> bool:
         """RFC 5681 section 2: data outstanding, no data and no SYN or FIN in the segment, SEG.ACK =
@@ -1233,11 +1258,14 @@ class Tcb:
                 self.cc.dupack_in_recovery()  # RFC 5681 3.2 step 4; _output sends what cwnd allows
             # With SACK the pipe shrank with what was SACKed: _output sends by RFC 6675 (C).
         elif seq_gt(self.snd_una, self._recover) and (
-            self._dupacks >= 3 or (self.sack_ok and self._sb.is_lost(self.snd_una, self.eff_snd_mss))
+            self._dupacks >= 3
+            or (self.sack_ok and (self._probed or self._sb.is_lost(self.snd_una, self.eff_snd_mss)))
         ):
             # Fast retransmit (RFC 5681 3.2 steps 2-3) on the third duplicate ACK, or when the
             # scoreboard shows the first octet lost (RFC 6675 section 5 step 4); only when the ACK
-            # covers more than the last recovery point (RFC 6582 3.2 step 2).
+            # covers more than the last recovery point (RFC 6582 3.2 step 2). After a loss probe, the
+            # first duplicate ACK that SACKs new data: what was sent two round trips before the probe
+            # and is still missing is lost (RFC 8985 sections 6.2 and 7.4, by time, not by count).
             self._enter_recovery(now)
         # On the first two, limited transmit (RFC 3042) lets _send_data send new data.
 
@@ -1257,6 +1285,64 @@ class Tcb:
             sent = self._resend(hole[0], hole[1], now)
             self._high_rxt = seq_add(hole[0], sent)
         self._arm_rtx(now, restart=True)
+
+    def _arm_tlp(self, now: float) -> None:
+        """RFC 8985 section 7.2: after new data goes out, or an ACK advances SND.UNA with data still in
+        flight, a loss probe is due in PTO = 2 * SRTT (plus the peer's delayed-ACK time when one segment
+        is in flight), if that comes before the retransmission timer. Only with SACK (7: the probe's
+        answer must be able to show which segments are missing), outside recovery, one probe at a time."""
+        self._timers.pop(TLP, None)
+        srtt = self.rto.srtt
+        if srtt is None or not self.sack_ok or not self.config.tlp or self._in_recovery or self._probed:
+            return
+        if self.state not in PROBING_STATES or self.snd_una == self.snd_max:
+            return
+        pto = 2 * srtt
+        if self._flight() <= self.eff_snd_mss:
+            pto = max(pto, 1.5 * srtt + self.config.ack_delay)
+        due = now + max(pto, 0.01)
+        if due < self._timers.get(RTX, due + 1):
+            self._timers[TLP] = due
+
+    def _loss_probe(self, now: float) -> None:
+        """RFC 8985 section 7.3: send one segment of new data if the peer's window allows, else the last
+        segment sent again, so that the peer's answer (its SACK blocks, or an ACK that was lost before)
+        starts fast recovery instead of the retransmission timer; then the timer runs anew."""
+        mss = self.eff_snd_mss
+        self._probed = True
+        self.loss_probes += 1
+        window_end = seq_add(self.snd_una, self.snd_wnd)
+        if self._unsent() > 0 and seq_lt(self.snd_nxt, window_end) and self.snd_nxt == self.snd_max:
+            self._send_new(now, mss, False, mss)
+        else:
+            # The last MSS of what was sent (with the FIN, when it went: _resend adds it at the end).
+            self._resend(seq_add(self.snd_max, -min(mss, self._flight())), mss, now)
+        self._arm_rtx(now, restart=True)
+
+    def _lost_retransmissions(self) -> None:
+        """RFC 8985 section 6.2 for this recovery's retransmissions: one sent before the data the newest
+        SACK covers, by more than the reordering window (min_RTT/4, here SRTT/4), and still neither
+        acknowledged nor SACKed, was lost in its turn. HighRxt goes back to it, so that NextSeg (RFC 6675
+        rule 1) sends it again now rather than after a retransmission timeout."""
+        highest = self._sb.highest
+        sent_at = None
+        for end, when in reversed(self._sent_log):  # the newest SACKed octet is among the last sent
+            if seq_lt(end, highest):
+                break
+            sent_at = when  # of the transmission that holds octet highest - 1, in the end
+        if sent_at is None:
+            return
+        window = (self.rto.srtt or 0.0) / 4
+        kept = []
+        for start, end, when in self._rexmits:
+            if seq_le(end, self.snd_una) or self._sb.sacked_at(start) is not None:
+                continue  # it arrived
+            if sent_at > when + window:
+                if seq_lt(start, self._high_rxt):
+                    self._high_rxt = start
+            else:
+                kept.append((start, end, when))
+        self._rexmits = kept
 
     def _retransmit_first(self, now: float) -> None:
         """Send the first unacknowledged segment again, leaving SND.NXT where it is."""
@@ -1281,6 +1367,8 @@ class Tcb:
         self.retransmissions += 1
         if self._rtt_seq is not None and seq_lt(seq, self._rtt_seq):
             self._rtt_seq = None  # Karn (MUST-18)
+        if self._in_recovery and self.sack_ok and n:
+            self._rexmits.append((seq, seq_add(seq, n), now))
         self._emit(seq, flags, bytes(self._sndq[offset : offset + n]))
         if RTX not in self._timers:
             self._arm_rtx(now)
@@ -1676,8 +1764,11 @@ class Tcb:
             self.retransmissions += 1
             if self._rtt_seq is not None and seq_le(seq, self._rtt_seq):
                 self._rtt_seq = None  # Karn (MUST-18)
-        elif self._rtt_seq is None:
-            self._rtt_seq, self._rtt_time = end, now
+        else:
+            if self._rtt_seq is None:
+                self._rtt_seq, self._rtt_time = end, now
+            if self.sack_ok and length:
+                self._sent_log.append((end, now))
         if self.snd_una == self.snd_max:
             self._episode_start = now
             if payload and self._last_data_sent and now - self._last_data_sent > self.rto.rto:
@@ -1687,10 +1778,13 @@ class Tcb:
             self._last_data_sent = now
         self._emit(seq, flags, payload)
         self.snd_nxt = end
-        if seq_gt(end, self.snd_max):
+        new = seq_gt(end, self.snd_max)
+        if new:
             self.snd_max = end
         if RTX not in self._timers:
             self._arm_rtx(now)  # RFC 6298 (5.1)
+        if new:
+            self._arm_tlp(now)
 
     def _r2(self) -> float:
         if self._half_open_passive():
@@ -1720,7 +1814,13 @@ class Tcb:
             return self._result()
         t = self._timers.get(RTX)
         if t is not None and now >= t:
+            self._timers.pop(TLP, None)
             self._retransmission_timeout(now)
+        t = self._timers.get(TLP)
+        if t is not None and now >= t:
+            del self._timers[TLP]
+            if not self._in_recovery and self.snd_una != self.snd_max:
+                self._loss_probe(now)
         t = self._timers.get(PERSIST)
         if t is not None and now >= t:
             # PERSIST TIMEOUT: send one octet into the zero window; the retransmission timer takes over.
@@ -1775,6 +1875,7 @@ class Tcb:
         # SACKed (RFC 2018 section 8): after a second timeout in a row the scoreboard is forgotten.
         self.snd_nxt = self.snd_una
         self._high_rxt = self.snd_una
+        self._rexmits.clear()
         if self._retx_count >= 2:
             self._sb.clear()
         # With the window shrunk to zero the retransmission is a probe of one octet (MUST-35).

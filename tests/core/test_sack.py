@@ -252,6 +252,27 @@ def test_three_losses_in_one_window_are_repaired_in_one_recovery_without_resendi
     assert tcb.rto_expiries == 0 and tcb.fast_retransmits == 1 and tcb.retransmissions == 3
 
 
+def test_a_lost_retransmission_is_sent_again_once_later_data_is_sacked_not_after_a_timeout():
+    """RFC 8985 section 6.2 for retransmissions: the hole at 0 is sent again at 0.06; data sent after that
+    (at 0.07) is SACKed while 0 is still missing, so the retransmission was lost in its turn, and the
+    sender sends it once more at once. Data SACKed that went out before the retransmission says nothing
+    about it."""
+    tcb = sender()
+    tcb.send(bytes(11_000), 0.02)
+    tcb.segment_arrives(ack(0, (1000, 2000)), 0.05)
+    tcb.segment_arrives(ack(0, (1000, 3000)), 0.05)
+    assert offsets(tcb.segment_arrives(ack(0, (1000, 4000)), 0.06).segments) == [(0, 1000)]
+    assert (0, 1000) not in offsets(tcb.segment_arrives(ack(0, (1000, 9000)), 0.065).segments)
+    after = offsets(tcb.send(bytes(3000), 0.07).segments)  # new data, sent after the retransmission
+    assert after and after[0][0] == 11_000
+    # SACKs of what was sent at 0.02 only: the hole is not sent again.
+    assert (0, 1000) not in offsets(tcb.segment_arrives(ack(0, (1000, 11_000)), 0.2).segments)
+    # The first octet sent at 0.07 is SACKed, 0 is not: the retransmission was lost.
+    res = tcb.segment_arrives(ack(0, (1000, 12_000)), 0.21)
+    assert (0, 1000) in offsets(res.segments)
+    assert tcb.rto_expiries == 0 and tcb.retransmissions == 2
+
+
 def test_sack_blocks_the_sender_cannot_believe_change_nothing():
     tcb = sender()
     tcb.send(bytes(5000), 0.02)
