@@ -7,11 +7,13 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from ipaddress import IPv4Address, IPv4Interface
 
 from rich.console import Console
 
+from stack.link.impair import ImpairedLink
 from stack.runtime import Stack
 from stack.tcp import TcbConfig
 from tcpsh import privilege
@@ -30,6 +32,14 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="install the rule that keeps the kernel's TCP off ADDR, removed on exit",
     )
+    where.add_argument(
+        "--link",
+        choices=("fast", "plain"),
+        default="fast",
+        help="fast (the default): the kernel cuts the stack's 64 KB segments (AF_PACKET with a virtio_net "
+        "header) and, in the lab, joins what arrives (GRO); plain: one datagram per segment through a raw "
+        "IP socket",
+    )
     tcp = p.add_argument_group("TCP defaults for every connection ('set default' in the shell changes them)")
     tcp.add_argument(
         "--cc", metavar="NAME", help="congestion control: reno (RFC 5681; the default) or cubic (RFC 9438)"
@@ -43,7 +53,7 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, files: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tcpsh",
         description="Drive TCP by hand: a user-space TCP/IP stack and a shell of RFC 9293's user calls. "
@@ -54,16 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
         + " (type 'help' in the shell). Host set-up: 'tcpsh setup --help'; the stack as a daemon: "
         "'tcpsh daemon --help' and 'tcpsh attach --help'.",
     )
-    add_script_options(p)
+    add_script_options(p, files=files)
     add_stack_options(p)
     p.add_argument("--lab-clean", action="store_true", help="remove what a killed run's lab left, then exit")
     add_color_option(p)
     return p
 
 
-def add_script_options(p: argparse.ArgumentParser) -> None:
-    """FILE.tcpsh and -c: the same for the shell and for a shell attached to a daemon (run_given)."""
-    p.add_argument("files", nargs="*", metavar="FILE.tcpsh", help="run these scripts, then exit")
+def add_script_options(p: argparse.ArgumentParser, *, files: bool = True) -> None:
+    """FILE.tcpsh and -c: the same for the shell and for a shell attached to a daemon (run_given).
+    Without `files` (for completion, where the subcommands take the first word's place)."""
+    if files:
+        p.add_argument("files", nargs="*", metavar="FILE.tcpsh", help="run these scripts, then exit")
     p.add_argument("-c", dest="commands", metavar="COMMANDS", help="run these commands (separated by ;)")
 
 
@@ -121,13 +133,50 @@ def set_up(console: Console, switching: bool) -> None:
         console.print(f"tcpsh: keeping every capability: {e}", style="yellow", highlight=False, markup=False)
 
 
-@contextlib.contextmanager
-def real_host(
-    console: Console, interface: str, address: str, firewall: bool, switching: bool = False
-) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
+def open_link(
+    console: Console,
+    kind: str,
+    interface: str,
+    addr: IPv4Address,
+    namespace: Callable[[], AbstractContextManager[object]] | None = None,
+    *,
+    lab: bool = False,
+) -> ImpairedLink:
+    """The stack's link: PacketLink (`fast`; with GRO on the lab's own veth) or RawLink (`plain`), opened
+    inside `namespace()` when given, in the impairment layer (a pass-through until `impair` sets
+    something). Where the fast link cannot be opened, the plain one, with one line saying why."""
     from stack.link.impair import ImpairedLink
+    from stack.link.packet import PacketLink
     from stack.link.raw import RawLink
 
+    def where() -> AbstractContextManager[object] | None:
+        return namespace() if namespace else None
+
+    inner: RawLink | None = None
+    if kind == "fast":
+        try:
+            inner = PacketLink(interface, addr, namespace=where(), gro=lab)
+        except OSError as e:
+            console.print(
+                f"tcpsh: the fast link is not available ({e.strerror or e}); the plain one is used",
+                style="yellow",
+                highlight=False,
+                markup=False,
+            )
+    if inner is None:
+        inner = RawLink(interface, addr, namespace=where())
+    return ImpairedLink(inner)
+
+
+@contextlib.contextmanager
+def real_host(
+    console: Console,
+    interface: str,
+    address: str,
+    firewall: bool,
+    switching: bool = False,
+    link: str = "fast",
+) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
     addr = IPv4Interface(address).ip if "/" in address else IPv4Address(address)
     rule = None
     if firewall:
@@ -136,10 +185,9 @@ def real_host(
         rule = fw.install_rule(addr)
         console.print(f"firewall: TCP to {addr} is dropped before the kernel's TCP sees it", highlight=False)
     try:
-        raw = RawLink(interface, addr)
+        impaired = open_link(console, link, interface, addr)
         set_up(console, switching)
-        link = ImpairedLink(raw)  # a pass-through until `impair` sets something
-        with Stack(link) as stack:
+        with Stack(impaired) as stack:
             console.print(f"stack on {interface} as {addr}", highlight=False)
             yield stack, []
     finally:
@@ -148,17 +196,16 @@ def real_host(
 
 
 @contextlib.contextmanager
-def lab_host(console: Console, switching: bool = False) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
+def lab_host(
+    console: Console, switching: bool = False, link: str = "fast"
+) -> Iterator[tuple[Stack, list[tuple[str, str]]]]:
     from stack.lab import Lab
-    from stack.link.impair import ImpairedLink
-    from stack.link.raw import RawLink
 
     with Lab() as lab:
-        raw = RawLink(lab.stack_if, lab.stack_addr, namespace=lab.enter_stack_ns())
+        impaired = open_link(console, link, lab.stack_if, lab.stack_addr, lab.enter_stack_ns, lab=True)
         lab.kernel_answers_echo(False)  # the stack answers pings of its address
         set_up(console, switching)
-        link = ImpairedLink(raw)  # a pass-through until `impair` sets something
-        with Stack(link) as stack:
+        with Stack(impaired) as stack:
             services = ", ".join(f"{name} {port}" for name, port in lab.services.items())
             console.print(
                 f"lab: the stack is {lab.stack_addr}; Linux's TCP is {lab.kernel_addr} with {services}",
@@ -193,9 +240,9 @@ def running_stack(
     """The stack on a real interface or in the lab, with the TCP defaults set; on the way out its open
     connections are closed (then aborted), and the lab or firewall rule removed."""
     host = (
-        real_host(console, args.interface, args.address, args.firewall, switching)
+        real_host(console, args.interface, args.address, args.firewall, switching, args.link)
         if args.interface
-        else lab_host(console, switching)
+        else lab_host(console, switching, args.link)
     )
     with host as (stack, hosts):
         for name, value in defaults:
