@@ -5,15 +5,32 @@
 #    source ~/.local/share/bash_completion/tcpsh
 # See also: https://github.com/scop/bash-completion/blob/main/doc/configuration.md
 
+_shtab_tcpsh_subparsers=(setup daemon attach)
+
+_shtab_tcpsh_setup_option_strings=(-h --help --interface --address --persist --undo --unit-dir)
+_shtab_tcpsh_daemon_option_strings=(-h --help --lab --interface --address --firewall --link --cc --set --socket --grace)
+_shtab_tcpsh_attach_option_strings=(-h --help -c --socket --no-color)
+_shtab_tcpsh_option_strings=(-h --help -c --lab --interface --address --firewall --link --cc --set --lab-clean --no-color)
 
 
-_shtab_tcpsh_option_strings=(-h --help -c --lab --interface --address --firewall --cc --set --lab-clean --no-color)
 
+_shtab_tcpsh_daemon___link_choices=(fast plain)
+_shtab_tcpsh_pos_0_choices=(setup daemon attach)
+_shtab_tcpsh___link_choices=(fast plain)
 
-
-
-
-_shtab_tcpsh_pos_0_nargs='*'
+_shtab_tcpsh_setup__h_nargs=0
+_shtab_tcpsh_setup___help_nargs=0
+_shtab_tcpsh_setup___persist_nargs=0
+_shtab_tcpsh_setup___undo_nargs=0
+_shtab_tcpsh_daemon__h_nargs=0
+_shtab_tcpsh_daemon___help_nargs=0
+_shtab_tcpsh_daemon___lab_nargs=0
+_shtab_tcpsh_daemon___firewall_nargs=0
+_shtab_tcpsh_attach_pos_0_nargs='*'
+_shtab_tcpsh_attach__h_nargs=0
+_shtab_tcpsh_attach___help_nargs=0
+_shtab_tcpsh_attach___no_color_nargs=0
+_shtab_tcpsh_pos_0_nargs=A...
 _shtab_tcpsh__h_nargs=0
 _shtab_tcpsh___help_nargs=0
 _shtab_tcpsh___lab_nargs=0

@@ -50,8 +50,8 @@ function _shtab_tcpsh_using
   test "$_shtab_tcpsh_cmdpath" = "$argv"
 end
 
-set -g _shtab_tcpsh_commands 
-set -g _shtab_tcpsh_opts_with_value --address --cc --interface --set -c
+set -g _shtab_tcpsh_commands setup daemon attach
+set -g _shtab_tcpsh_opts_with_value --address --cc --grace --interface --link --set --socket --unit-dir -c
 
 complete -c tcpsh -e
 complete -c tcpsh -f
@@ -62,8 +62,32 @@ complete -c tcpsh -n _shtab_tcpsh_using -l lab -d 'the private lab (the default)
 complete -c tcpsh -n _shtab_tcpsh_using -l interface -x -d 'a real interface (with --address)'
 complete -c tcpsh -n _shtab_tcpsh_using -l address -x -d 'the stack'"'"'s own address on IF'
 complete -c tcpsh -n _shtab_tcpsh_using -l firewall -d 'install the rule that keeps the kernel'"'"'s TCP off ADDR, removed on exit'
+complete -c tcpsh -n _shtab_tcpsh_using -l link -xka "fast plain" -d 'fast (the default): the kernel cuts the stack'"'"'s 64 KB segments (AF_PACKET with a virtio_net header) and, in the lab, joins what arrives (GRO); plain: one datagram per segment through a raw IP socket'
 complete -c tcpsh -n _shtab_tcpsh_using -l cc -x -d 'congestion control: reno (RFC 5681; the default) or cubic (RFC 9438)'
 complete -c tcpsh -n _shtab_tcpsh_using -l set -x -d 'any setting '"'"'set default'"'"' takes, e.g. --set rcv-buf=4M --set sack=off (repeatable)'
 complete -c tcpsh -n _shtab_tcpsh_using -l lab-clean -d 'remove what a killed run'"'"'s lab left, then exit'
 complete -c tcpsh -n _shtab_tcpsh_using -l no-color -d 'no colour (NO_COLOR in the environment does the same)'
+complete -c tcpsh -n '_shtab_tcpsh_using; and test $_shtab_tcpsh_npos -eq 0' -a setup -d 'Give the stack a dedicated address on a real interface; keep the kernel'"'"'s TCP off it.'
+complete -c tcpsh -n '_shtab_tcpsh_using setup' -s h -l help -d 'show this help message and exit'
+complete -c tcpsh -n '_shtab_tcpsh_using setup' -l interface -x -d 'an existing interface'
+complete -c tcpsh -n '_shtab_tcpsh_using setup' -l address -x -d 'the stack'"'"'s own address'
+complete -c tcpsh -n '_shtab_tcpsh_using setup' -l persist -d 'also write a systemd unit that restores both at boot'
+complete -c tcpsh -n '_shtab_tcpsh_using setup' -l undo -d 'remove the address, the rule and the unit'
+complete -c tcpsh -n '_shtab_tcpsh_using setup' -l unit-dir -x -d 'where the unit goes (default /etc/systemd/system)'
+complete -c tcpsh -n '_shtab_tcpsh_using; and test $_shtab_tcpsh_npos -eq 0' -a daemon -d 'Run the stack with no prompt, driven through a Unix socket by '"'"'tcpsh attach'"'"' (protocol: docs/protocol.md). With no network options it builds the private lab. Logs go to stderr; SIGTERM closes the connections (aborting what does not close in time), removes the lab or firewall rule and the socket, and exits 0.'
+complete -c tcpsh -n '_shtab_tcpsh_using daemon' -s h -l help -d 'show this help message and exit'
+complete -c tcpsh -n '_shtab_tcpsh_using daemon' -l lab -d 'the private lab (the default)'
+complete -c tcpsh -n '_shtab_tcpsh_using daemon' -l interface -x -d 'a real interface (with --address)'
+complete -c tcpsh -n '_shtab_tcpsh_using daemon' -l address -x -d 'the stack'"'"'s own address on IF'
+complete -c tcpsh -n '_shtab_tcpsh_using daemon' -l firewall -d 'install the rule that keeps the kernel'"'"'s TCP off ADDR, removed on exit'
+complete -c tcpsh -n '_shtab_tcpsh_using daemon' -l link -xka "fast plain" -d 'fast (the default): the kernel cuts the stack'"'"'s 64 KB segments (AF_PACKET with a virtio_net header) and, in the lab, joins what arrives (GRO); plain: one datagram per segment through a raw IP socket'
+complete -c tcpsh -n '_shtab_tcpsh_using daemon' -l cc -x -d 'congestion control: reno (RFC 5681; the default) or cubic (RFC 9438)'
+complete -c tcpsh -n '_shtab_tcpsh_using daemon' -l set -x -d 'any setting '"'"'set default'"'"' takes, e.g. --set rcv-buf=4M --set sack=off (repeatable)'
+complete -c tcpsh -n '_shtab_tcpsh_using daemon' -l socket -x -d 'the socket to listen on (default /run/tcpsh/tcpsh.sock); mode 0660, group tcpsh if it exists'
+complete -c tcpsh -n '_shtab_tcpsh_using daemon' -l grace -x -d 'on the way out, seconds connections get to close before they are aborted (default 5)'
+complete -c tcpsh -n '_shtab_tcpsh_using; and test $_shtab_tcpsh_npos -eq 0' -a attach -d 'The tcpsh shell, driving a running '"'"'tcpsh daemon'"'"'. Ctrl-D (or quit) detaches and leaves the connections open; '"'"'shutdown'"'"' stops the daemon. With FILE.tcpsh or -c, run those commands against the daemon and exit, with the same exit status as in a shell of its own.'
+complete -c tcpsh -n '_shtab_tcpsh_using attach' -s h -l help -d 'show this help message and exit'
+complete -c tcpsh -n '_shtab_tcpsh_using attach' -s c -x -d 'run these commands (separated by ;)'
+complete -c tcpsh -n '_shtab_tcpsh_using attach' -l socket -x -d 'the daemon'"'"'s socket (/run/tcpsh/tcpsh.sock)'
+complete -c tcpsh -n '_shtab_tcpsh_using attach' -l no-color -d 'no colour (NO_COLOR in the environment does the same)'
 

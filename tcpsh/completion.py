@@ -6,6 +6,7 @@ DIR/tcpsh.fish; tests/unit/test_completion.py fails when the committed ones are 
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -16,8 +17,21 @@ from tcpsh.cli import build_parser
 FILES = {"bash": "tcpsh.bash", "zsh": "_tcpsh", "fish": "tcpsh.fish"}
 
 
+def completion_parser() -> argparse.ArgumentParser:
+    """tcpsh's parser with `setup`, `daemon` and `attach` as subcommands (tcpsh dispatches them by its
+    first word, each to a parser of its own), so that their options complete too."""
+    from tcpsh import attach, daemon, setup
+
+    p = build_parser(files=False)  # a FILE.tcpsh completes as any file; the first word may be a subcommand
+    sub = p.add_subparsers(dest="subcommand", metavar="{setup,daemon,attach}")
+    for name, module in (("setup", setup), ("daemon", daemon), ("attach", attach)):
+        own = module.build_parser()
+        sub.add_parser(name, parents=[own], add_help=False, help=own.description)
+    return p
+
+
 def script(shell: str) -> str:
-    return str(shtab.complete(build_parser(), shell=shell))
+    return str(shtab.complete(completion_parser(), shell=shell))
 
 
 def write(directory: Path) -> list[Path]:

@@ -8,6 +8,7 @@ all of it. Every change is printed as it is made; what is already in place is le
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -137,9 +138,7 @@ class HostSetup:
         self.say(f"removed {path}")
 
 
-def main(argv: list[str]) -> int:
-    import argparse
-
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tcpsh setup",
         description="Give the stack a dedicated address on a real interface; keep the kernel's TCP off it.",
@@ -153,7 +152,11 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--unit-dir", type=Path, default=UNIT_DIR, help=f"where the unit goes (default {UNIT_DIR})"
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if "/" not in args.address:
             raise SetupError(f"--address needs a prefix length, for example {args.address}/24")
