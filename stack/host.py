@@ -404,7 +404,7 @@ class Pool:
     def _child_tcb(self, listener: Conn, isn: IsnSource) -> Tcb:
         """A TCB for one SYN to `listener`, with its settings (so SYN-RECEIVED ends after
         syn_received_timeout, as the passive OPEN's own does)."""
-        cfg = dataclasses.replace(listener.tcb.config)
+        cfg = listener.tcb.config.copy()
         ra, rp = listener.tcb._listen_remote
         tcb = Tcb(self.address, listener.tcb.local_port, ra, rp, config=cfg, isn=isn)
         tcb.open(0.0, active=False)
