@@ -1812,15 +1812,16 @@ class Tcb:
             self._signal(EventKind.TIME_WAIT_OVER, "TIME-WAIT over")
             self._delete("closed")
             return self._result()
+        t = self._timers.get(TLP)
+        if t is not None and now >= t:
+            # First: the probe runs the retransmission timer anew, which may then be due at once (R2).
+            del self._timers[TLP]
+            if not self._in_recovery and self.snd_una != self.snd_max:
+                self._loss_probe(now)
         t = self._timers.get(RTX)
         if t is not None and now >= t:
             self._timers.pop(TLP, None)
             self._retransmission_timeout(now)
-        t = self._timers.get(TLP)
-        if t is not None and now >= t:
-            del self._timers[TLP]
-            if not self._in_recovery and self.snd_una != self.snd_max:
-                self._loss_probe(now)
         t = self._timers.get(PERSIST)
         if t is not None and now >= t:
             # PERSIST TIMEOUT: send one octet into the zero window; the retransmission timer takes over.

@@ -25,9 +25,10 @@ PEER = IRS + 1  # the first data octet the peer sends
 SACK = TcbConfig(sack=True)
 
 
-def sender(cwnd_segments: int = 20, window: int = 60_000) -> Tcb:
+def sender(cwnd_segments: int = 20, window: int = 60_000, *, tlp: bool = True) -> Tcb:
     """ESTABLISHED with SACK negotiated, MSS 1000, the peer's window 60000, cwnd opened wide."""
-    tcb = handshaken(SACK, iss=ISS, irs=IRS, window=window, mss=MSS, now=0.01, sack=True)
+    config = TcbConfig(sack=True, tlp=tlp)
+    tcb = handshaken(config, iss=ISS, irs=IRS, window=window, mss=MSS, now=0.01, sack=True)
     assert tcb.sack_ok
     tcb.cc.cwnd = cwnd_segments * MSS
     return tcb
@@ -284,8 +285,9 @@ def test_sack_blocks_the_sender_cannot_believe_change_nothing():
 
 
 def test_go_back_after_a_timeout_steps_over_sacked_data():
-    """RFC 6675 section 5.1: after the timer expires, SACKed data is not sent again."""
-    tcb = sender()
+    """RFC 6675 section 5.1: after the timer expires, SACKed data is not sent again (no loss probe
+    first: tests/core/test_loss_probe.py has those)."""
+    tcb = sender(tlp=False)
     tcb.send(bytes(5000), 0.02)
     tcb.segment_arrives(ack(0, (1000, 2000)), 0.05)
     tcb.segment_arrives(ack(0, (1000, 2000), (3000, 4000)), 0.05)  # two duplicates: not yet lost

@@ -676,8 +676,11 @@ def check_segment_out(tcb: Tcb, seg: TcpSegment) -> None:
         wrong = "SYN with FIN or without MSS"
     elif seg.payload and not f & ACK:
         wrong = "data without ACK"
-    elif len(seg.payload) > max(1, tcb.eff_snd_mss):
-        wrong = f"more data than the MSS {tcb.eff_snd_mss}"
+    elif len(seg.payload) > max(1, tcb.eff_snd_mss, tcb.config.gso_max):
+        wrong = f"more data than the MSS {tcb.eff_snd_mss} and gso_max {tcb.config.gso_max}"
+    elif len(seg.payload) > tcb.eff_snd_mss and (len(seg.payload) % tcb.eff_snd_mss and not f & PSH):
+        # Segmentation offload: whole segments of the MSS, but for the end of what was queued (PSH).
+        wrong = f"a large segment not cut into whole segments of the MSS {tcb.eff_snd_mss}"
     blocks = seg.options.sack_blocks
     if blocks and not wrong:
         if len(blocks) > (3 if seg.options.timestamps else 4):

@@ -600,3 +600,20 @@ def test_the_blind_rule_lets_through_what_tcp_must_survive() -> None:
     assert ok(v.rcv_nxt, seq_add(v.snd_max, 1), Flags.ACK)  # acknowledges what was never sent
     assert ok(far, v.snd_una, Flags.ACK)
     assert seq_diff(far, v.rcv_nxt) > 0
+
+
+# Runs that once broke an invariant, replayed on every run: (kind, state, configuration, seed, what broke).
+FOUND = [
+    (
+        "anything",
+        "SYN-RECEIVED (simultaneous open)",
+        "full",
+        563546565,
+        "a loss probe after R2 had passed left the retransmission timer due in the past",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "key", "cfg_name", "seed", "what"), FOUND, ids=[f[4] for f in FOUND])
+def test_runs_that_once_failed_pass(kind: str, key: str, cfg_name: str, seed: int, what: str) -> None:
+    assert replay(kind, key, cfg_name, seed) == PER_RUN
