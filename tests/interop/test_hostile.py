@@ -171,7 +171,7 @@ class Forgery:
 
 def aimed(st: TcbStatus, flag: int, offset: int, name: str, *, inside: bool) -> Forgery:
     sign = "+" if offset >= 0 else "-"
-    where = f"{flag.name} at RCV.NXT{sign}{name}"
+    where = f"{Flags.names(flag)} at RCV.NXT{sign}{name}"
     return Forgery(where, int(flag), (st.rcv_nxt + offset) % (1 << 32), inside)
 
 
