@@ -201,7 +201,7 @@ class Tcb:
         isn: IsnSource | None = None,
     ) -> None:
         # A copy of its own, so that `set` on one connection changes no other.
-        self.config = dataclasses.replace(config) if config else TcbConfig()
+        self.config = config.copy() if config else TcbConfig()
         self.local_addr = local_addr
         self.local_port = local_port
         self.remote_addr = remote_addr
