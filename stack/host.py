@@ -175,6 +175,10 @@ class Pool:
         self._rng = random.Random()
         self._cookies = SynCookies()
         self.resets_sent = 0
+        self.acks_coalesced = 0  # bare ACKs not sent, a later one of the same batch saying more
+        # While a batch of arriving segments is taken (begin_batch .. end_batch), each connection's
+        # bare ACKs wait here and only the last goes out: ACK coalescing, as GRO gives Linux's TCP.
+        self._held_acks: dict[Conn, tuple[float, TcpSegment, IPv4Address, IpParams]] | None = None
         self.icmp_ignored = 0  # ICMP errors that matched no connection, or were source quench or redirect
         self.dropped = 0
 
@@ -544,10 +548,23 @@ class Pool:
         self._rekey(conn)
         remote = tcb.remote_addr
         ip = IpParams(tcb.config.ttl, tcb.config.dscp, conn.route, tcb.eff_snd_mss)  # passed to IP
+        held = self._held_acks
         for seg in res.segments:
-            if remote is not None:
-                conn.record(now, "out", seg)
-                self._emit(seg, self.address, remote, ip)
+            if remote is None:
+                continue
+            if held is not None:
+                if tcb.sack_ok and seg.flags == Flags.ACK and not seg.payload:
+                    # A bare ACK waits for the end of the batch; a later one replaces it (its ACK, window
+                    # and SACK blocks say all the earlier said). Only with SACK: a peer without it counts
+                    # duplicate ACKs to find a loss (RFC 5681 3.2), and each must go.
+                    if held.pop(conn, None) is not None:
+                        self.acks_coalesced += 1
+                    held[conn] = (now, seg, remote, ip)
+                    continue
+                if held.pop(conn, None) is not None:
+                    self.acks_coalesced += 1  # this segment carries a newer ACK
+            conn.record(now, "out", seg)
+            self._emit(seg, self.address, remote, ip)
         if conn.parent is not None:
             # Half-open: its news waits for it to become a connection the user sees.
             conn.held_news.extend(res.events)
@@ -566,6 +583,17 @@ class Pool:
             for child in list(conn.embryos):  # the passive OPEN is gone: so are its half-open connections
                 self._settle_embryo_gone(child, now)
         self._wake(conn)
+
+    def begin_batch(self) -> None:
+        """Segments of one batch from the link follow (lock held): hold each connection's bare ACKs."""
+        self._held_acks = {}
+
+    def end_batch(self) -> None:
+        """The batch is taken (lock held): send each connection's last bare ACK."""
+        held, self._held_acks = self._held_acks, None
+        for conn, (now, seg, remote, ip) in (held or {}).items():
+            conn.record(now, "out", seg)
+            self._emit(seg, self.address, remote, ip)
 
     def _settle_embryo_gone(self, child: Conn, now: float) -> None:
         res = child.tcb.abort(now)

@@ -380,14 +380,18 @@ class Stack:
                 continue
             with self.pool.lock:
                 now = self.clock()
-                for frame in frames:
-                    try:
-                        self._input(frame.data, frame.verify_checksum, now)  # type: ignore[attr-defined]
-                    except ParseError:
-                        self.counters.bad_packets += 1
-                    except Exception as e:  # a bad packet never stops the receive thread
-                        self.counters.bad_packets += 1
-                        self._error(f"input: {e!r}")
+                self.pool.begin_batch()  # ACK coalescing: one bare ACK per connection for the batch
+                try:
+                    for frame in frames:
+                        try:
+                            self._input(frame.data, frame.verify_checksum, now)  # type: ignore[attr-defined]
+                        except ParseError:
+                            self.counters.bad_packets += 1
+                        except Exception as e:  # a bad packet never stops the receive thread
+                            self.counters.bad_packets += 1
+                            self._error(f"input: {e!r}")
+                finally:
+                    self.pool.end_batch()
             self._deliver_news()
 
     def _expire_fragments(self) -> None:
