@@ -368,6 +368,11 @@ class Tcb:
         # SND.NXT may stand one past the data (our FIN): nothing unsent then, never a negative count.
         return max(0, len(self._sndq) - max(0, seq_diff(self.snd_nxt, self._sndq_seq)))
 
+    def _queued(self, offset: int, n: int) -> bytes:
+        """`n` octets of the send queue from `offset`, copied once (a bytearray slice is a copy too)."""
+        with memoryview(self._sndq) as view:
+            return bytes(view[offset : offset + n])
+
     def _fin_seq(self) -> int:
         return seq_add(self._sndq_seq, len(self._sndq))
 
@@ -601,8 +606,13 @@ class Tcb:
         st = self.state
         if self._rcvq:
             n = min(max_bytes, len(self._rcvq))
-            data = bytes(self._rcvq[:n])
-            del self._rcvq[:n]
+            if n == len(self._rcvq):
+                data = bytes(self._rcvq)  # one copy, not a slice copied again
+                self._rcvq.clear()
+            else:
+                with memoryview(self._rcvq) as view:
+                    data = bytes(view[:n])
+                del self._rcvq[:n]
             push = self._rcv_push and not self._rcvq
             if not self._rcvq:
                 self._rcv_push = False
@@ -1369,7 +1379,7 @@ class Tcb:
             self._rtt_seq = None  # Karn (MUST-18)
         if self._in_recovery and self.sack_ok and n:
             self._rexmits.append((seq, seq_add(seq, n), now))
-        self._emit(seq, flags, bytes(self._sndq[offset : offset + n]))
+        self._emit(seq, flags, self._queued(offset, n))
         if RTX not in self._timers:
             self._arm_rtx(now)
         return n + (1 if flags & Flags.FIN else 0)
@@ -1747,7 +1757,7 @@ class Tcb:
                 # Nagle (RFC 9293 3.7.4, SHLD-7): a segment short of the MSS waits while data is
                 # unacknowledged; the ACK that comes for it lets the gathered data go.
                 return False
-        payload = bytes(self._sndq[offset : offset + n])
+        payload = self._queued(offset, n)
         flags = Flags.ACK
         if n == remaining:
             flags |= Flags.PSH
