@@ -22,7 +22,7 @@ ISS, IRS = 1000, 5000
 
 
 def test_syn_offers_window_scale_and_timestamps():
-    tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(), isn=FixedIsn(ISS))
+    tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(rcv_buf=1 << 20), isn=FixedIsn(ISS))
     (syn,) = tcb.open(12.345).segments
     # 1 MiB needs shift 5
     assert syn.options == TcpOptions(mss=1460, wscale=5, sack_permitted=True, timestamps=(12345, 0))
@@ -30,7 +30,7 @@ def test_syn_offers_window_scale_and_timestamps():
 
 
 def test_both_sides_agree_then_windows_are_scaled_and_timestamps_echoed():
-    tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(), isn=FixedIsn(ISS))
+    tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(rcv_buf=1 << 20), isn=FixedIsn(ISS))
     tcb.open(1.0)
     synack = TcpSegment(
         80,
@@ -83,7 +83,7 @@ def test_a_peer_without_the_options_gets_none():
 
 def test_paws_drops_an_old_duplicate_and_acknowledges():
     """RFC 7323 5.3 R1: a segment whose TSval is older than TS.Recent is not acceptable."""
-    tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(), isn=FixedIsn(ISS))
+    tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(rcv_buf=1 << 20), isn=FixedIsn(ISS))
     tcb.open(1.0)
     tcb.segment_arrives(
         TcpSegment(
@@ -128,7 +128,7 @@ def test_large_windows_carry_a_transfer_through_loss_and_reordering():
     full = TcbConfig.full()
     net = connected(a_config=full, b_config=TcbConfig.full(), loss=0.02, reorder=0.2, seed=11)
     a, b = net.a.tcb, net.b.tcb
-    assert (a.snd_shift, a.rcv_shift, a.ts_ok, b.ts_ok) == (5, 5, True, True)
+    assert (a.snd_shift, a.rcv_shift, a.ts_ok, b.ts_ok) == (7, 7, True, True)  # 4 MiB of buffer needs shift 7
     data = random.Random(4).randbytes(3_000_000)
     chunk = 500_000  # within the send buffer; the rest goes as the buffer drains
     for i in range(0, len(data), chunk):
@@ -167,7 +167,7 @@ def test_scaled_windows_across_the_2_32_wrap_with_loss_and_sack():
         a_config=TcbConfig.full(), b_config=TcbConfig.full(), a_isn=near, b_isn=near - 7, loss=0.02, seed=5
     )
     a, b = net.a.tcb, net.b.tcb
-    assert a.sack_ok and b.sack_ok and a.snd_shift == 5
+    assert a.sack_ok and b.sack_ok and a.snd_shift == 7
     up = random.Random(6).randbytes(1_000_000)
     down = random.Random(7).randbytes(1_000_000)
     net.take("a", a.send(up, net.now))
@@ -180,7 +180,7 @@ def test_scaled_windows_across_the_2_32_wrap_with_loss_and_sack():
 
 
 def synack_with(options: TcpOptions) -> Tcb:
-    tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(), isn=FixedIsn(ISS))
+    tcb = Tcb(A, 40000, B, 80, config=TcbConfig.full(rcv_buf=1 << 20), isn=FixedIsn(ISS))
     tcb.open(0.0)
     synack = TcpSegment(80, 40000, IRS, ISS + 1, Flags.SYN | Flags.ACK, window=1000, options=options)
     tcb.segment_arrives(synack, 0.01)
