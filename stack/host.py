@@ -343,7 +343,9 @@ class Pool:
             _take_route(conn, route)
         conn.record(now, "in", seg)
         conn.dscp_in = dscp
-        self._apply(conn, res, now)
+        # Only the ACKs of data may wait for the end of a batch: one answering anything else (a challenge
+        # ACK to a forged RST or SYN, RFC 5961) goes at once, as its own answer.
+        self._apply(conn, res, now, coalesce=bool(seg.payload))
 
     def icmp_error(self, src: IPv4Address, msg: IcmpMessage, now: float) -> None:
         """An ICMP error from `src` (RFC 9293 section 3.9.2.2): to the connection whose segment it
@@ -543,7 +545,7 @@ class Pool:
         self._apply(conn, res, now)
         return res
 
-    def _apply(self, conn: Conn, res: Result, now: float) -> None:
+    def _apply(self, conn: Conn, res: Result, now: float, *, coalesce: bool = False) -> None:
         tcb = conn.tcb
         self._rekey(conn)
         remote = tcb.remote_addr
@@ -553,10 +555,10 @@ class Pool:
             if remote is None:
                 continue
             if held is not None:
-                if tcb.sack_ok and seg.flags == Flags.ACK and not seg.payload:
-                    # A bare ACK waits for the end of the batch; a later one replaces it (its ACK, window
-                    # and SACK blocks say all the earlier said). Only with SACK: a peer without it counts
-                    # duplicate ACKs to find a loss (RFC 5681 3.2), and each must go.
+                if coalesce and tcb.sack_ok and seg.flags == Flags.ACK and not seg.payload:
+                    # A bare ACK of data waits for the end of the batch; a later one replaces it (its
+                    # ACK, window and SACK blocks say all the earlier said). Only with SACK: a peer
+                    # without it counts duplicate ACKs to find a loss (RFC 5681 3.2), and each must go.
                     if held.pop(conn, None) is not None:
                         self.acks_coalesced += 1
                     held[conn] = (now, seg, remote, ip)

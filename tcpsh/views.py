@@ -150,6 +150,7 @@ def tcb_table(cid: str, s: TcbStatus) -> Table:
         ("retransmissions", str(s.retransmissions), "segments sent again"),
         ("RTO expiries", str(s.rto_expiries), "timeouts: cwnd back to one segment"),
         ("fast retransmits", str(s.fast_retransmits), "losses repaired without a timeout"),
+        ("loss probes", str(s.loss_probes), "tails probed before the timer (RFC 8985)"),
         ("bad segments", str(s.bad_segments), "dropped as malformed"),
         ("PAWS drops", str(s.paws_dropped), "old duplicates by their timestamps (RFC 7323)"),
         ("challenge ACKs", f"{s.challenge_acks} / {s.challenge_acks_suppressed}", "sent / held (RFC 5961)"),

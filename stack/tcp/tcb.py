@@ -147,6 +147,7 @@ class TcbStatus:
     bad_segments: int
     rto_expiries: int = 0  # retransmission timeouts (each one collapses cwnd to one segment)
     fast_retransmits: int = 0  # losses repaired by fast retransmit (three duplicate ACKs or SACK)
+    loss_probes: int = 0  # tail loss probes sent (RFC 8985 section 7); each is also a retransmission
     snd_shift: int = 0  # RFC 7323 window scale applied to the peer's windows
     rcv_shift: int = 0  # ... and to ours
     timestamps: bool = False  # RFC 7323 timestamps in use
@@ -754,6 +755,7 @@ class Tcb:
             bad_segments=self.bad_segments,
             rto_expiries=self.rto_expiries,
             fast_retransmits=self.fast_retransmits,
+            loss_probes=self.loss_probes,
             snd_shift=self.snd_shift,
             rcv_shift=self.rcv_shift,
             timestamps=self.ts_ok,

@@ -886,7 +886,7 @@ def test_stack_closes_its_window_and_the_kernel_resumes_when_it_reads(
     user reads, opens it again; every byte arrives, in order."""
     stack = lab_stack
     trace = Trace(stack)
-    n = 2_000_000
+    n = 2 * stack.config.rcv_buf  # more than the buffer holds, whatever the profile says it is
     cid = stack.open(stack_lab.kernel_addr, HTTP, timeout=5)
     stack.send(cid, f"GET /bytes/{n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(), push=True)
     wait_for(lambda: stack.status(cid).rcv_wnd == 0, 10, "the stack's receive buffer to fill")
