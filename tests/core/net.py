@@ -204,6 +204,18 @@ def connected(**kw: object) -> Net:
 # -- helpers for the scenario and property tests (additions; nothing above depends on them)
 
 
+def send_all(net: Net, data: bytes, chunk: int, limit: float = 60.0) -> None:
+    """SEND `data` from `a` in pieces of `chunk` octets, each once the send buffer has room for it, then
+    run the network until `b` has received all of it (`limit` seconds of fake time for each step)."""
+    a = net.a.tcb
+    for at in range(0, len(data), chunk):
+        net.run_until(lambda: a.send_space >= chunk, limit=net.now + limit)
+        res = a.send(data[at : at + chunk], net.now)
+        assert res.error is None, res.error
+        net.take("a", res)
+    net.run_until(lambda: len(net.b.received) >= len(data), limit=net.now + limit)
+
+
 def drop_nth(net: Net, pred: DropRule, n: int = 1) -> list[TcpSegment]:
     """Drop only the n-th segment (1-based) for which pred(seg, sender) holds.
 

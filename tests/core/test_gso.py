@@ -9,7 +9,7 @@ import random
 
 from stack.tcp import TcbConfig
 from stack.wire.tcp import Flags, TcpSegment, split_segment
-from tests.core.net import connected, drop_nth
+from tests.core.net import connected, drop_nth, send_all
 
 GSO = 65_000
 
@@ -31,13 +31,7 @@ def test_new_data_leaves_in_large_segments_of_whole_mss_and_arrives_intact() -> 
     a = net.a.tcb
     mss = a.eff_snd_mss
     data = random.Random(7).randbytes(1_000_003)
-    sent = 0
-    while sent < len(data):
-        res = a.send(data[sent : sent + 200_000], net.now)
-        assert res.error is None
-        net.take("a", res)
-        sent += 200_000
-        net.run_until(lambda n=sent: len(net.b.received) >= min(n, len(data)), limit=net.now + 30)
+    send_all(net, data, 200_000)
     assert hashlib.sha256(net.b.received).digest() == hashlib.sha256(data).digest()
     emitted = data_segments(net.a.sent)
     big = [s for s in emitted if len(s.payload) > mss]

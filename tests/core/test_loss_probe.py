@@ -15,7 +15,7 @@ from stack.tcp import State, Tcb, TcbConfig
 from stack.tcp.isn import FixedIsn
 from stack.tcp.tcb import RTX, TLP
 from stack.wire.tcp import Flags, TcpOptions, TcpSegment
-from tests.core.net import A_ADDR, B_ADDR, connected
+from tests.core.net import A_ADDR, B_ADDR, connected, send_all
 
 ISS, IRS, MSS = 10_000, 20_000, 1000
 BASE = ISS + 1
@@ -100,14 +100,7 @@ def lossy_transfer(tlp: bool) -> Tcb:
     net.loss = 0.02
     a = net.a.tcb
     data = random.Random(4).randbytes(20_000_000)
-    sent = 0
-    while sent < len(data):
-        res = a.send(data[sent : sent + 500_000], net.now)
-        assert res.error is None
-        net.take("a", res)
-        sent += 500_000
-        net.run_until(lambda n=sent: a.send_space > 600_000 or len(net.b.received) >= n, limit=net.now + 60)
-    net.run_until(lambda: len(net.b.received) == len(data), limit=net.now + 60)
+    send_all(net, data, 500_000)
     assert hashlib.sha256(net.b.received).digest() == hashlib.sha256(data).digest()
     return a
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
+from stack.host import Conn
 from stack.runtime import Stack
 from stack.tcp import Event, EventKind, State, TcbConfig
 from tests.unit.test_ip_input import FakeLink
@@ -18,12 +19,18 @@ def make() -> Stack:
     return Stack(FakeLink(), config=TcbConfig())
 
 
-def test_a_later_deadline_rides_on_the_entry_already_there():
+def with_listeners(*ports: int) -> tuple[Stack, list[Conn]]:
+    """A Stack not started, with a passive OPEN on each port and an empty timer heap."""
     stack = make()
     with stack.pool.lock:
-        a, b = stack.pool.open_passive(80, 0.0), stack.pool.open_passive(81, 0.0)
+        conns = [stack.pool.open_passive(port, 0.0) for port in ports]
     stack._heap.clear()
     stack._armed.clear()
+    return stack, conns
+
+
+def test_a_later_deadline_rides_on_the_entry_already_there():
+    stack, (a, b) = with_listeners(80, 81)
     stack._schedule(a, 5.0)
     for later in (6.0, 7.0, 9.0):  # e.g. the retransmission timer restarted by each ACK
         stack._schedule(a, later)
@@ -38,11 +45,7 @@ def test_a_later_deadline_rides_on_the_entry_already_there():
 
 
 def test_an_earlier_deadline_is_pushed_and_the_one_it_replaces_goes_stale():
-    stack = make()
-    with stack.pool.lock:
-        a = stack.pool.open_passive(80, 0.0)
-    stack._heap.clear()
-    stack._armed.clear()
+    stack, (a,) = with_listeners(80)
     stack._schedule(a, 5.0)
     stack._schedule(a, 2.0)  # e.g. a delayed ACK before the retransmission timer
     assert stack._due(2.0) == [a]
@@ -52,11 +55,7 @@ def test_an_earlier_deadline_is_pushed_and_the_one_it_replaces_goes_stale():
 
 
 def test_a_deadline_that_moved_later_then_earlier_comes_due_at_the_earlier():
-    stack = make()
-    with stack.pool.lock:
-        a = stack.pool.open_passive(80, 0.0)
-    stack._heap.clear()
-    stack._armed.clear()
+    stack, (a,) = with_listeners(80)
     stack._schedule(a, 5.0)
     stack._schedule(a, 9.0)
     stack._schedule(a, 7.0)  # still after the entry at 5.0: rides on it
