@@ -105,6 +105,8 @@ def stack_notes(c: Counters, pool: Pool) -> list[str]:
         (c.icmp_ignored + pool.icmp_ignored, "ICMP ignored"),
         (r.reassembled, "datagrams reassembled"),
         (r.dropped, "fragments dropped"),
+        (c.offloaded, "segments of up to 64 KB cut by the kernel"),
+        (pool.acks_coalesced, "ACKs coalesced"),
     ]
     said = [f"{n} {what}" for n, what in parts if n]
     return ["stack: " + ", ".join(said)] if said else []

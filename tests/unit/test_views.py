@@ -167,3 +167,7 @@ def test_stack_notes_say_only_what_happened():
     assert views.stack_notes(c, pool) == [
         "stack: 3 bad packets dropped, 4 RSTs for no connection, 2 pings answered, 1 datagrams reassembled"
     ]
+    c.offloaded, pool.acks_coalesced = 5, 6
+    assert views.stack_notes(c, pool)[0].endswith(
+        "5 segments of up to 64 KB cut by the kernel, 6 ACKs coalesced"
+    )
