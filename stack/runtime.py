@@ -258,7 +258,7 @@ class Stack:
         ttl, dscp, route, mss = ip or (self.ttl, 0, (), 0)
         if mss and len(seg.payload) > mss:
             link = self.link
-            if getattr(link, "offload", False) and not route:
+            if getattr(link, "offload", False) and not route and len(seg.payload) <= link.gso_max:  # type: ignore[attr-defined]
                 self._emit_offloaded(seg, src, dst, ttl, dscp, mss)
                 return
             for piece in split_segment(seg, mss):

@@ -108,3 +108,28 @@ def test_a_link_that_cuts_gets_one_datagram_and_completes_its_checksum(
     # Taps see the segments the wire carries, and they are counted as such.
     assert [len(s.payload) for s in seen if s.payload] == [MSS, MSS, MSS]
     assert stack.counters.segments_out == mark + 3
+
+
+class SmallOffloadLink(OffloadLink):
+    gso_max = 2 * MSS  # a NIC that takes less in one frame than the TCB may emit
+
+
+@pytest.fixture
+def small() -> Iterator[tuple[Stack, SmallOffloadLink]]:
+    link = SmallOffloadLink()
+    for s in started(link, TcbConfig(gso_max=GSO, rcv_buf=65535)):
+        yield s, link
+
+
+def test_a_segment_longer_than_the_link_takes_in_one_frame_is_cut_here(
+    small: tuple[Stack, SmallOffloadLink],
+) -> None:
+    stack, link = small
+    peer = Peer(stack, link)
+    peer.handshake()
+    mark = len(link.sent)
+    stack.send(peer.cid, bytes(range(256)) * 40)
+    wait_until(lambda: len(link.sent) >= mark + 3, "the first window's segments")
+    segments = sent_segments(link, mark)
+    assert [len(s.payload) for _, s in segments] == [MSS, MSS, MSS]
+    assert link.cut == [] and all(checksum_ok(d) for d, _ in segments)
