@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from tests.interop.conftest import kernel_process, kernel_python, lab_stack, stack_lab
+from tests.interop.conftest import kernel_process, kernel_python, lab_stack, stack_lab, wire
 
-__all__ = ["kernel_process", "kernel_python", "lab_stack", "stack_lab"]
+__all__ = ["kernel_process", "kernel_python", "lab_stack", "stack_lab", "wire"]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -29,10 +29,9 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import pytest
@@ -44,14 +43,13 @@ from stack.tcp.seq import seq_le
 from stack.wire.tcp import TcpOptions, TcpSegment
 from tests.fuzz import budget
 from tests.fuzz.fuzzer import RandomSource, View, _fmt_seg, blind_safe, make_blind, random_segment
-from tests.interop.conftest import KernelProcess, wait_for
+from tests.interop.conftest import KernelProcess, Wire, wait_for
 
 scapy = pytest.importorskip("scapy.all")
 
 pytestmark = pytest.mark.root
 
 ECHO = 7
-ETH_P_IP = 0x0800
 PASSIVE_PORT, LISTEN_PORT = 7070, 7071
 BATCH = 100
 
@@ -244,30 +242,6 @@ def passes_filter(datagram: bytes, dst: bytes) -> bool:
 
 
 # -- the test -----------------------------------------------------------------------------------------------
-
-
-class Wire:
-    """Frames onto the lab's veth from the kernel's side, to the stack's link address."""
-
-    def __init__(self, lab: Lab) -> None:
-        with lab.enter_kernel_ns():
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
-        self.to = (lab.kernel_if, ETH_P_IP, 0, 0, bytes.fromhex(lab.stack_mac.replace(":", "")))
-
-    def send(self, datagram: bytes) -> None:
-        self.sock.sendto(datagram, self.to)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-@pytest.fixture
-def wire(stack_lab: Lab) -> Iterator[Wire]:
-    the_wire = Wire(stack_lab)
-    try:
-        yield the_wire
-    finally:
-        the_wire.close()
 
 
 def diagnose(stack: Stack, cid: str) -> str:

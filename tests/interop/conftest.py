@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from stack.tcp import TcbConfig
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 IMPAIR_SEED = 6  # the lab stack's impairment layer draws from this seed
+ETH_P_IP = 0x0800
 
 
 def cannot_run(reason: str) -> None:
@@ -134,6 +136,32 @@ def fast_stack(stack_lab: Lab) -> Iterator[Stack]:
     the stack's 64 KB segments (segmentation offload, on in `TcbConfig.full()`), with GRO on the stack's
     veth, so that it joins the segments that arrive (where the sending veth lets it)."""
     yield from started_stack(stack_lab, PacketLink)
+
+
+class Wire:
+    """Packets written from the kernel's namespace onto the lab's veth, addressed to the stack's link
+    address: what a host or router on the Linux side of the wire can send (bytes, or scapy packets)."""
+
+    def __init__(self, lab: Lab) -> None:
+        with lab.enter_kernel_ns():
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+        self.to = (lab.kernel_if, ETH_P_IP, 0, 0, bytes.fromhex(lab.stack_mac.replace(":", "")))
+
+    def send(self, *packets: object) -> None:
+        for p in packets:
+            self.sock.sendto(p if isinstance(p, bytes) else bytes(p), self.to)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def wire(stack_lab: Lab) -> Iterator[Wire]:
+    the_wire = Wire(stack_lab)
+    try:
+        yield the_wire
+    finally:
+        the_wire.close()
 
 
 class KernelProcess:

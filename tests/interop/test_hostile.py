@@ -39,7 +39,7 @@ from stack.services import pattern, pattern_bytes, pattern_sha256
 from stack.tcp import Event, EventKind, State, TcbStatus
 from stack.tcp.seq import seq_diff
 from stack.wire.tcp import Flags, TcpSegment
-from tests.interop.conftest import wait_for
+from tests.interop.conftest import Wire, wait_for
 from tests.interop.transfer import (
     SINK_SERVER,
     KernelPython,
@@ -60,7 +60,6 @@ pytestmark = pytest.mark.root
 
 UP, DOWN = "stack-to-linux", "linux-to-stack"
 SIZE = 8_000_000  # octets each transfer carries
-ETH_P_IP = 0x0800
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -72,33 +71,6 @@ def wire_sized_segments(stack_lab: Lab) -> Iterator[None]:
 
 
 # -- the attacker's wire, and what reaches the stack --------------------------------------------------------
-
-
-class Wire:
-    """Packets written from the kernel's namespace onto the lab's veth, addressed to the stack's link
-    address: what a host or router on the Linux side of the wire can send."""
-
-    def __init__(self, lab: Lab) -> None:
-        self.lab = lab
-        with lab.enter_kernel_ns():
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
-        self.to = (lab.kernel_if, ETH_P_IP, 0, 0, bytes.fromhex(lab.stack_mac.replace(":", "")))
-
-    def send(self, *packets: object) -> None:
-        for p in packets:
-            self.sock.sendto(p if isinstance(p, bytes) else bytes(p), self.to)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-@pytest.fixture
-def wire(stack_lab: Lab) -> Iterator[Wire]:
-    the_wire = Wire(stack_lab)
-    try:
-        yield the_wire
-    finally:
-        the_wire.close()
 
 
 def connection_news(stack: Stack) -> list[tuple[str, Event]]:
