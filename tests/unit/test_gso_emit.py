@@ -48,58 +48,52 @@ def checksum_ok(datagram: bytes) -> bool:
     return dpkt.ip.IP(bytes(ip)).data.sum == given
 
 
+class SmallOffloadLink(OffloadLink):
+    gso_max = 2 * MSS  # a NIC that takes less in one frame than the TCB may emit
+
+
+DATA = bytes(range(256)) * 40  # 10,240 octets; the initial window lets 4,380 go (RFC 5681 3.1)
+
+
 @pytest.fixture
-def plain() -> Iterator[tuple[Stack, FakeLink]]:
-    link = FakeLink()
+def stack_link(request: pytest.FixtureRequest) -> Iterator[tuple[Stack, FakeLink]]:
+    """A stack whose TCBs offload segmentation, on a link of the kind the test asks for (indirect)."""
+    link = request.param()
     for s in started(link, TcbConfig(gso_max=GSO, rcv_buf=65535)):
         yield s, link
 
 
-@pytest.fixture
-def offload() -> Iterator[tuple[Stack, OffloadLink]]:
-    link = OffloadLink()
-    for s in started(link, TcbConfig(gso_max=GSO, rcv_buf=65535)):
-        yield s, link
-
-
-def sent_segments(link: FakeLink, since: int) -> list[tuple[bytes, TcpSegment]]:
-    out = []
-    for d in link.sent[since:]:
-        _ip, payload = parse_ipv4(d)
-        out.append((d, parse_tcp(payload)))
-    return out
-
-
-def test_a_link_that_cannot_cut_gets_segments_of_the_mss_with_whole_checksums(
-    plain: tuple[Stack, FakeLink],
-) -> None:
-    stack, link = plain
+def first_window(stack: Stack, link: FakeLink, datagrams: int) -> tuple[int, list[tuple[bytes, TcpSegment]]]:
+    """Connect to a crafted peer and SEND DATA: how many datagrams went before, and the `datagrams`
+    datagrams of the first window, parsed."""
     peer = Peer(stack, link)
     peer.handshake()
     mark = len(link.sent)
-    data = bytes(range(256)) * 40  # 10,240 octets; the initial window lets 4,380 go (RFC 5681 3.1)
-    stack.send(peer.cid, data)
-    wait_until(lambda: len(link.sent) >= mark + 3, "the first window's segments")
-    segments = sent_segments(link, mark)
+    stack.send(peer.cid, DATA)
+    wait_until(lambda: len(link.sent) >= mark + datagrams, "the first window's datagrams")
+    return mark, [(d, parse_tcp(parse_ipv4(d)[1])) for d in link.sent[mark:]]
+
+
+@pytest.mark.parametrize("stack_link", [FakeLink], indirect=True, ids=["plain"])
+def test_a_link_that_cannot_cut_gets_segments_of_the_mss_with_whole_checksums(
+    stack_link: tuple[Stack, FakeLink],
+) -> None:
+    stack, link = stack_link
+    mark, segments = first_window(stack, link, 3)
     assert [len(s.payload) for _, s in segments] == [MSS, MSS, MSS]
     assert all(len(d) <= 1500 and checksum_ok(d) for d, _ in segments)
-    assert b"".join(s.payload for _, s in segments) == data[: 3 * MSS]
+    assert b"".join(s.payload for _, s in segments) == DATA[: 3 * MSS]
     assert stack.counters.segments_out == mark + 3
 
 
+@pytest.mark.parametrize("stack_link", [OffloadLink], indirect=True, ids=["offload"])
 def test_a_link_that_cuts_gets_one_datagram_and_completes_its_checksum(
-    offload: tuple[Stack, OffloadLink],
+    stack_link: tuple[Stack, OffloadLink],
 ) -> None:
-    stack, link = offload
-    peer = Peer(stack, link)
+    stack, link = stack_link
     seen: list[TcpSegment] = []
     stack.tap(lambda direction, _s, _d, seg, _dg: seen.append(seg) if direction == "out" else None)
-    peer.handshake()
-    mark = len(link.sent)
-    data = bytes(range(256)) * 40
-    stack.send(peer.cid, data)
-    wait_until(lambda: len(link.sent) > mark, "the first window's datagram")
-    ((datagram, seg),) = sent_segments(link, mark)
+    mark, ((datagram, seg),) = first_window(stack, link, 1)
     assert len(seg.payload) == 3 * MSS and link.cut == [(20, MSS)]
     # The field holds the pseudo-header sum: what the link adds over the segment completes the checksum.
     tcp = bytearray(datagram[20:])
@@ -110,26 +104,11 @@ def test_a_link_that_cuts_gets_one_datagram_and_completes_its_checksum(
     assert stack.counters.segments_out == mark + 3
 
 
-class SmallOffloadLink(OffloadLink):
-    gso_max = 2 * MSS  # a NIC that takes less in one frame than the TCB may emit
-
-
-@pytest.fixture
-def small() -> Iterator[tuple[Stack, SmallOffloadLink]]:
-    link = SmallOffloadLink()
-    for s in started(link, TcbConfig(gso_max=GSO, rcv_buf=65535)):
-        yield s, link
-
-
+@pytest.mark.parametrize("stack_link", [SmallOffloadLink], indirect=True, ids=["small"])
 def test_a_segment_longer_than_the_link_takes_in_one_frame_is_cut_here(
-    small: tuple[Stack, SmallOffloadLink],
+    stack_link: tuple[Stack, SmallOffloadLink],
 ) -> None:
-    stack, link = small
-    peer = Peer(stack, link)
-    peer.handshake()
-    mark = len(link.sent)
-    stack.send(peer.cid, bytes(range(256)) * 40)
-    wait_until(lambda: len(link.sent) >= mark + 3, "the first window's segments")
-    segments = sent_segments(link, mark)
+    stack, link = stack_link
+    _, segments = first_window(stack, link, 3)
     assert [len(s.payload) for _, s in segments] == [MSS, MSS, MSS]
     assert link.cut == [] and all(checksum_ok(d) for d, _ in segments)
