@@ -13,6 +13,7 @@ have ip       || need_pkgs+=(iproute2)
 have iptables || need_pkgs+=(iptables)       # the firewall's fallback, tested beside nftables
 have ping     || need_pkgs+=(iputils-ping)   # the lab tests check ICMP still passes the rule
 have setpriv  || need_pkgs+=(util-linux)     # the tests run tcpsh without privileges
+have useradd  || need_pkgs+=(passwd)         # the tests make throwaway users (daemon socket, privileges)
 have make     || need_pkgs+=(make)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 
