@@ -141,6 +141,12 @@ class Stack:
         self.errors.append(message)
         del self.errors[:-KEEP_ERRORS]
 
+    @property
+    def link_drops(self) -> int:
+        """Datagrams the kernel dropped on the link before the receive thread read them (a full receive
+        queue): loss on this host, which the peer repairs like loss on the wire. 0 on a link without."""
+        return int(getattr(self.link, "drops", 0))
+
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> Stack:

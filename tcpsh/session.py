@@ -300,8 +300,9 @@ class Session(Driver):
     def do_status(self, p: Parsed) -> None:
         cid = p.values.get("ID")
         if cid is None:
-            notes = [*self.impairment_notes(), *views.stack_notes(self.stack.counters, self.stack.pool)]
-            self.console.print(views.pool_table(self.stack.connections(), notes=notes))
+            stack = self.stack
+            notes = self.impairment_notes() + views.stack_notes(stack.counters, stack.pool, stack.link_drops)
+            self.console.print(views.pool_table(stack.connections(), notes=notes))
         else:
             self.console.print(views.tcb_table(cid, self.stack.status(cid)))
 

@@ -91,10 +91,12 @@ def pool_table(
     return t
 
 
-def stack_notes(c: Counters, pool: Pool) -> list[str]:
-    """What the stack dropped or answered on its own, for `status`: one line, only what happened."""
+def stack_notes(c: Counters, pool: Pool, link_drops: int = 0) -> list[str]:
+    """What the stack dropped or answered on its own, for `status`: one line, only what happened.
+    `link_drops`: datagrams the kernel dropped on the link before the stack could read them."""
     r = c.reassembly
     parts = [
+        (link_drops, "datagrams dropped by the kernel before the stack read them"),
         (c.bad_packets, "bad packets dropped"),
         (c.send_failures, "datagrams the link refused"),
         (c.not_for_us, "not for this address"),

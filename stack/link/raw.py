@@ -8,6 +8,9 @@ DESIGN.md, "The wire, on a real host":
 - PACKET_AUXDATA tells, for each packet, whether the sending kernel left the checksum to offload
   (TP_STATUS_CSUMNOTREADY, every segment from a local kernel over veth) or the device verified it
   (TP_STATUS_CSUM_VALID); only the others are checked in Python.
+- The receive queue holds more than the largest window the stack offers (RECEIVE_QUEUE, forced past
+  net.core.rmem_max where the process may): a burst that arrives while the stack's receive thread is
+  busy waits instead of being dropped. What the kernel still drops is counted (`drops`).
 - A classic BPF filter attached to the socket passes only IPv4 TCP and ICMP to the stack's address, so
   everything else is dropped in the kernel, cheaply; what still arrives addressed to a broadcast or
   multicast link address is dropped too (MUST-57).
@@ -18,6 +21,7 @@ from __future__ import annotations
 import select
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -26,13 +30,20 @@ from ipaddress import IPv4Address
 ETH_P_IP = 0x0800
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
+PACKET_STATISTICS = 6
 PACKET_IGNORE_OUTGOING = 23
 TP_STATUS_CSUMNOTREADY = 1 << 3
 TP_STATUS_CSUM_VALID = 1 << 7
 PACKET_HOST = 0
 SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33
+# Bytes of receive queue asked for (the kernel doubles it for its bookkeeping). Each datagram is charged
+# its whole buffer (truesize), more than its length: a 4 MiB window (TcbConfig.full) of 1448-octet
+# segments is about 2,900 datagrams, which this holds with room to spare.
+RECEIVE_QUEUE = 12 << 20
 
 _AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
+_STATS = struct.Struct("=II")  # struct tpacket_stats: tp_packets, tp_drops
 _RECV_SIZE = 65536 + 256
 
 
@@ -101,7 +112,7 @@ class RawLink:
                 _attach_filter(self._rx, bpf_ipv4_to(address))
                 self._rx.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
                 self._rx.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-                self._rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+                _set_receive_queue(self._rx, RECEIVE_QUEUE)
                 self._rx.bind((interface, ETH_P_IP))
                 self._tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
                 self._tx.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
@@ -111,6 +122,8 @@ class RawLink:
             self.mtu = mtu or _interface_mtu(self._tx, interface)
         self._rx.setblocking(False)
         self._closed = False
+        self._drops = 0
+        self._stats_lock = threading.Lock()
 
     def fileno(self) -> int:
         return self._rx.fileno()
@@ -141,11 +154,32 @@ class RawLink:
                         verify = False
             yield Frame(data, verify)
 
+    @property
+    def drops(self) -> int:
+        """Datagrams for the stack that the kernel dropped since the link opened, because the receive
+        queue was full when they came (PACKET_STATISTICS tp_drops): loss on the host, not the wire."""
+        with self._stats_lock:
+            if not self._closed:
+                # Reading the statistics resets them: they are added up here.
+                raw = self._rx.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS.size)
+                self._drops += _STATS.unpack(raw)[1]
+            return self._drops
+
     def close(self) -> None:
         if not self._closed:
+            _ = self.drops  # the last count, kept after the socket is gone
             self._closed = True
             self._rx.close()
             self._tx.close()
+
+
+def _set_receive_queue(sock: socket.socket, size: int) -> None:
+    """SO_RCVBUFFORCE (CAP_NET_ADMIN) past net.core.rmem_max; without the capability, as much as
+    SO_RCVBUF gives."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 def _interface_mtu(sock: socket.socket, interface: str) -> int:

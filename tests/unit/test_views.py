@@ -171,3 +171,6 @@ def test_stack_notes_say_only_what_happened():
     assert views.stack_notes(c, pool)[0].endswith(
         "5 segments of up to 64 KB cut by the kernel, 6 ACKs coalesced"
     )
+    assert views.stack_notes(c, pool, link_drops=7)[0].startswith(
+        "stack: 7 datagrams dropped by the kernel before the stack read them, 3 bad packets dropped"
+    )
