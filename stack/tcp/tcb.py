@@ -180,7 +180,8 @@ class Tcb:
         "_episode_start", "_ev", "_fin_news", "_fin_queued", "_high_rxt", "_in_recovery", "_isn",
         "_ka_probes", "_last_ack_sent", "_last_data_sent", "_last_heard", "_listen_remote", "_ooo",
         "_ooo_len", "_ooo_recent", "_ooo_spans", "_opened", "_peer_sack", "_peer_wscale",
-        "_persist_backoff", "_probed", "_r1_told", "_rcv_adv", "_rcv_far", "_rcv_push", "_rcvq", "_recover",
+        "_persist_backoff", "_probe_at", "_probe_end", "_probed", "_r1_told", "_rcv_adv", "_rcv_far",
+        "_rcv_push", "_rcvq", "_recover",
         "_retx_count", "_rexmits", "_rtt_seq", "_rtt_time", "_rtx_due", "_sb", "_sent_log", "_sndq",
         "_sndq_seq", "_syn_retransmitted", "_timers", "_ts_now", "_tx", "_urgent_out", "_urgent_signalled",
         "bad_segments", "cc", "challenge_acks", "challenge_acks_suppressed", "config", "fast_retransmits",
@@ -267,6 +268,7 @@ class Tcb:
         self._sent_log: list[tuple[int, float]] = []
         self._rexmits: list[tuple[int, int, float]] = []
         self._probed = False  # a loss probe went out and no ACK has advanced SND.UNA since (RFC 8985 7.3)
+        self._probe_at, self._probe_end = 0.0, 0  # when the last probe went, and SND.MAX after it
         self.loss_probes = 0
         self._close_error: TcpError | None = None  # why the connection ended, if not by a clean close
 
@@ -1271,13 +1273,13 @@ class Tcb:
             # With SACK the pipe shrank with what was SACKed: _output sends by RFC 6675 (C).
         elif seq_gt(self.snd_una, self._recover) and (
             self._dupacks >= 3
-            or (self.sack_ok and (self._probed or self._sb.is_lost(self.snd_una, self.eff_snd_mss)))
+            or (self.sack_ok and self._sb.is_lost(self.snd_una, self.eff_snd_mss))
+            or (self.sack_ok and self._probed and self._probe_shows_loss())
         ):
             # Fast retransmit (RFC 5681 3.2 steps 2-3) on the third duplicate ACK, or when the
             # scoreboard shows the first octet lost (RFC 6675 section 5 step 4); only when the ACK
-            # covers more than the last recovery point (RFC 6582 3.2 step 2). After a loss probe, the
-            # first duplicate ACK that SACKs new data: what was sent two round trips before the probe
-            # and is still missing is lost (RFC 8985 sections 6.2 and 7.4, by time, not by count).
+            # covers more than the last recovery point (RFC 6582 3.2 step 2). After a loss probe, by
+            # time rather than by count (RFC 8985 sections 6.2 and 7.4): see _probe_shows_loss.
             self._enter_recovery(now)
         # On the first two, limited transmit (RFC 3042) lets _send_data send new data.
 
@@ -1329,19 +1331,42 @@ class Tcb:
         else:
             # The last MSS of what was sent (with the FIN, when it went: _resend adds it at the end).
             self._resend(seq_add(self.snd_max, -min(mss, self._flight())), mss, now)
+        self._probe_at, self._probe_end = now, self.snd_max
         self._arm_rtx(now, restart=True)
+
+    def _sent_at(self, octet_end: int) -> float | None:
+        """When the newest transmission of new data that holds octet `octet_end - 1` went (None when the
+        log no longer has it)."""
+        sent_at = None
+        for end, when in reversed(self._sent_log):  # the newest SACKed octet is among the last sent
+            if seq_lt(end, octet_end):
+                break
+            sent_at = when  # of the transmission that holds octet octet_end - 1, in the end
+        return sent_at
+
+    def _probe_shows_loss(self) -> bool:
+        """RFC 8985 section 6.2 on the answer to a loss probe: the segment at SND.UNA is lost when data
+        sent after it by more than the reordering window (min_RTT/4, here SRTT/4) has been SACKed. The
+        probe itself went a PTO after the rest, so a SACK of it shows a tail loss at once; a segment
+        merely overtaken by the one sent right after it is not taken for lost (RFC 6675's three
+        duplicate ACKs, or the timer, still apply to it)."""
+        log = self._sent_log
+        if not log:
+            return True  # no time known for the segment at SND.UNA: the probe's answer decides, as before
+        highest = self._sb.highest
+        if highest is None:
+            return False  # nothing SACKed: no time to judge by; three duplicate ACKs or the timer decide
+        sacked_sent = self._probe_at if seq_ge(highest, self._probe_end) else self._sent_at(highest)
+        if sacked_sent is None:
+            return True
+        return sacked_sent > log[0][1] + (self.rto.srtt or 0.0) / 4
 
     def _lost_retransmissions(self) -> None:
         """RFC 8985 section 6.2 for this recovery's retransmissions: one sent before the data the newest
         SACK covers, by more than the reordering window (min_RTT/4, here SRTT/4), and still neither
         acknowledged nor SACKed, was lost in its turn. HighRxt goes back to it, so that NextSeg (RFC 6675
         rule 1) sends it again now rather than after a retransmission timeout."""
-        highest = self._sb.highest
-        sent_at = None
-        for end, when in reversed(self._sent_log):  # the newest SACKed octet is among the last sent
-            if seq_lt(end, highest):
-                break
-            sent_at = when  # of the transmission that holds octet highest - 1, in the end
+        sent_at = self._sent_at(self._sb.highest)
         if sent_at is None:
             return
         window = (self.rto.srtt or 0.0) / 4

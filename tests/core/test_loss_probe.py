@@ -76,6 +76,35 @@ def test_the_answer_to_a_probe_starts_fast_recovery_of_the_tail() -> None:
     assert not tcb.status(due + 3 * RTT).in_recovery and tcb.rto_expiries == 0
 
 
+def test_after_a_probe_a_segment_overtaken_by_the_next_is_not_taken_for_lost() -> None:
+    """The probe went because the ACKs were slow, not lost (a busy host). The next ACK SACKs the
+    segment sent right after SND.UNA's: reordering by one place, within RFC 8985's reordering window of
+    SRTT/4, so nothing is resent; then the overtaken segment arrives and the ACK covers everything."""
+    tcb = sender()
+    tcb.send(bytes(5000), 0.1)
+    tcb.segment_arrives(ack(2000), 0.12)
+    due = 0.12 + tcb.status(0.12).timers[TLP]
+    assert offsets(tcb.on_timer(due).segments) == [(4000, 1000)]
+    res = tcb.segment_arrives(ack(2000, (3000, 4000)), due + 0.001)  # 3000 was sent with 2000
+    assert offsets(res.segments) == [] and tcb.fast_retransmits == 0
+    assert not tcb.status(due + 0.001).in_recovery
+    # The probe's answer SACKs it too: the probe went a PTO after 2000, which is lost by then.
+    res = tcb.segment_arrives(ack(2000, (3000, 5000)), due + RTT)
+    assert offsets(res.segments) == [(2000, 1000)] and tcb.fast_retransmits == 1
+
+
+def test_after_a_probe_the_overtaken_segment_arriving_ends_it_without_a_retransmission() -> None:
+    tcb = sender()
+    tcb.send(bytes(5000), 0.1)
+    tcb.segment_arrives(ack(2000), 0.12)
+    due = 0.12 + tcb.status(0.12).timers[TLP]
+    tcb.on_timer(due)
+    tcb.segment_arrives(ack(2000, (3000, 4000)), due + 0.001)
+    tcb.segment_arrives(ack(5000, (4000, 5000)), due + 0.002)  # the held segment, then the probe's D-SACK
+    assert (tcb.retransmissions, tcb.fast_retransmits, tcb.rto_expiries) == (1, 0, 0)  # the probe alone
+    assert not tcb.status(due + 0.002).timers
+
+
 def test_a_probe_sends_new_data_when_there_is_some_the_window_allows() -> None:
     tcb = sender()
     tcb.cc.cwnd = 3 * MSS

@@ -611,6 +611,13 @@ FOUND = [
         563546565,
         "a loss probe after R2 had passed left the retransmission timer due in the past",
     ),
+    (
+        "anything",
+        "ESTABLISHED",
+        "full",
+        1009,
+        "a duplicate ACK after a loss probe, with nothing SACKed, was judged by a time it did not have",
+    ),
 ]
 
 
