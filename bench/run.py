@@ -28,7 +28,7 @@ from stack.lab import LabError, LabUnavailable
 from stack.link.impair import ImpairedLink
 from stack.link.packet import PacketLink
 from stack.link.raw import RawLink
-from stack.runtime import Stack
+from stack.runtime import Stack, heap_frozen
 from stack.tcp import State, TcbConfig
 
 SECTIONS = ("scale", "latency", "bulk", "loss", "rate", "profile")
@@ -440,7 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"{report.describe_machine(machine)}; load {report._load(load['before'])}")
     started = time.monotonic()
     try:
-        results = run(options, say)
+        with heap_frozen():  # as tcpsh runs its stack
+            results = run(options, say)
     except (LabUnavailable, LabError, labs_mod.BenchError) as e:
         err.print(f"bench: {e}")
         return 1

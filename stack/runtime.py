@@ -10,13 +10,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import heapq
 import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from ipaddress import IPv4Address
@@ -86,6 +88,24 @@ class Counters:
     # What IPv4 reassembly did: fragments in, datagrams reassembled, fragments dropped, and why
     # (timeouts, overlaps, the memory bound, tiny fragments...). The Reassembler's own counters.
     reassembly: ReassemblyCounters = field(default_factory=ReassemblyCounters)
+
+
+@contextlib.contextmanager
+def heap_frozen() -> Iterator[None]:
+    """Keep every object alive on entry out of the cyclic garbage collector's walks until exit
+    (gc.freeze, then gc.unfreeze): for the application that runs a Stack, around its life.
+
+    A full collection walks every tracked object while it holds the GIL, and the stack's receive and
+    timer threads wait for it. Measured on the 2-core machine: 14 ms with the shell imported (38,500
+    objects), 90 to 290 ms in a test session (140,000 to 230,000). Past 200 ms, the minimum RTO on
+    both sides, the peer times out a connection that lost nothing, and the timer thread may fire a
+    retransmission timeout before the receive thread reads the ACKs that came meanwhile. What was
+    alive before the stack started lives about as long as it does and needs no walking."""
+    gc.freeze()  # garbage among them waits for the unfreeze: a collection now would be the same pause
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class Stack:

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from rich.console import Console
 
 from stack.link.impair import ImpairedLink
-from stack.runtime import Stack
+from stack.runtime import Stack, heap_frozen
 from stack.tcp import TcbConfig
 from tcpsh import privilege
 from tcpsh.commands import COMMANDS, split_commands
@@ -244,7 +244,7 @@ def running_stack(
         if args.interface
         else lab_host(console, switching, args.link)
     )
-    with host as (stack, hosts):
+    with host as (stack, hosts), heap_frozen():
         for name, value in defaults:
             stack.configure_default(name, value)
         yield stack, hosts

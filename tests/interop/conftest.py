@@ -23,7 +23,7 @@ from stack.lab import Lab, LabUnavailable
 from stack.link.impair import ImpairedLink
 from stack.link.packet import PacketLink
 from stack.link.raw import RawLink
-from stack.runtime import Stack
+from stack.runtime import Stack, heap_frozen
 from stack.tcp import TcbConfig
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -110,7 +110,8 @@ def started_stack(lab: Lab, kind: type[RawLink]) -> Iterator[Stack]:
     link = ImpairedLink(inner, seed=IMPAIR_SEED)
     the_stack = Stack(link, config=TcbConfig.full(mtu=link.mtu, rto_min=0.2)).start()
     try:
-        yield the_stack
+        with heap_frozen():  # as tcpsh does: the test session's heap is no collector's work meanwhile
+            yield the_stack
     finally:
         try:
             the_stack.shutdown(grace=1.0)

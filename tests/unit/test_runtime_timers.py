@@ -8,7 +8,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from stack.host import Conn
-from stack.runtime import Stack
+from stack.runtime import Stack, heap_frozen
 from stack.tcp import Event, EventKind, State, TcbConfig
 from tests.unit.test_ip_input import FakeLink
 
@@ -91,3 +91,27 @@ def test_events_are_queued_only_for_listeners():
     stack._deliver_news(wait=True)
     assert heard == [("c1", Event(EventKind.DATA, count=3))]
     assert stack._news == []
+
+
+def test_the_heap_alive_when_a_stack_starts_is_kept_out_of_collections_until_it_ends() -> None:
+    """heap_frozen, which tcpsh, the daemon and the benchmark hold around a running stack: what lived
+    before is no work for a full collection (that would stall the stack's threads), and comes back to
+    the collector after, garbage included."""
+    import gc
+    import weakref
+
+    class Cycle:
+        me: object
+
+    garbage = Cycle()
+    garbage.me = garbage
+    gone = weakref.ref(garbage)
+    del garbage
+    assert gc.get_freeze_count() == 0
+    with heap_frozen():
+        assert gc.get_freeze_count() > 0
+        gc.collect()
+        assert gone() is not None  # frozen: not walked, so not collected
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert gone() is None
