@@ -53,7 +53,10 @@ def test_quick_run_prints_the_table_and_writes_every_file(tmp_path: Path) -> Non
     rows = document["rows"]
     assert len(rows) >= 12
     for row in rows:
-        assert row["stack"] is not None and row["stack"] > 0, row
+        # Idle CPU may truly be zero: two seconds of 200 idle connections can stay under the process
+        # clock's tick. Every other figure is a rate, a size or a time, never zero.
+        may_be_zero = row["measure"].startswith("CPU while idle")
+        assert row["stack"] is not None and (row["stack"] > 0 or may_be_zero), row
         if row["target"] is not None:
             assert row["met"] in (True, False), row
     results = document["results"]
