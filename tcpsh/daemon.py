@@ -621,6 +621,15 @@ class Daemon:
         return 0
 
 
+class StoppedDuringSetUp(BaseException):
+    """SIGTERM or SIGHUP came while the lab or the stack were being set up. A BaseException, as
+    KeyboardInterrupt is: a stop, which no `except Exception` on the way out may take for an error."""
+
+
+def _stop_set_up(signum: int, frame: FrameType | None) -> None:
+    raise StoppedDuringSetUp(signal.Signals(signum).name)
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -633,6 +642,11 @@ def main(argv: list[str]) -> int:
     except DaemonError as e:
         console.print(f"tcpsh daemon: {e}", style="red", markup=False)
         return 1
+    # Until serve() takes the signals over, a stop unwinds the set-up: what was made is removed (the
+    # lab's own handler removes the lab first, then calls this one), the socket file too. (A socket left
+    # by a stop inside listen() itself is found stale and replaced by the next daemon.)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_set_up)
     banner = io.StringIO()
     try:
         # What the set-up says (the lab's addresses and services) goes to the log and to each shell.
@@ -643,6 +657,9 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         console.print("interrupted", style="red")
         return 130
+    except StoppedDuringSetUp as e:
+        console.print(f"{e}: stopped during set-up; what was set up is removed", highlight=False)
+        return 0
     except Exception as e:
         return one_line_failure(console, e)
     finally:

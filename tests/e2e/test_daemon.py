@@ -55,7 +55,8 @@ STOP_TIMEOUT = 30.0
 class Daemon:
     """A running `tcpsh daemon --lab`: its process, its socket, and its log as it comes."""
 
-    def __init__(self, env: dict[str, str], *extra: str) -> None:
+    def __init__(self, env: dict[str, str], *extra: str, ready: bool = True) -> None:
+        """Start it; with `ready`, wait until it says READY=1 (its socket up, the stack running)."""
         self.dir = Path(tempfile.mkdtemp(prefix="tcpsh-daemon-"))
         os.chmod(self.dir, 0o755)  # the socket's own mode is what keeps other users out
         self.socket = self.dir / "tcpsh.sock"
@@ -75,14 +76,17 @@ class Daemon:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        if not ready:
+            notify.close()
+            return
         try:
-            ready = notify.recv(256)
+            said = notify.recv(256)
         except TimeoutError:
             self.close()
             pytest.fail(f"the daemon did not say READY=1 within {START_TIMEOUT} s; its log:\n{self.log}")
         finally:
             notify.close()
-        assert ready == b"READY=1", ready
+        assert said == b"READY=1", said
 
     @property
     def pid(self) -> int:
@@ -512,6 +516,23 @@ def test_sigterm_aborts_what_does_not_close_in_time(tcpsh_env: dict[str, str]) -
         assert d.terminate() == 0, d.log
         d.wait_log(r"^c1 aborted$")
         assert not d.socket.exists()
+    finally:
+        d.close()
+    assert_lab_gone(d.pid)
+
+
+def test_sigterm_during_set_up_removes_what_was_set_up(tcpsh_env: dict[str, str]) -> None:
+    """The signal comes once the lab's namespaces exist, while its services start: before the daemon
+    serves. What was made goes (lab, socket), and the exit is a clean one."""
+    d = Daemon(tcpsh_env, ready=False)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not conftest.lab_namespaces(d.pid):
+            assert d.proc.poll() is None and time.monotonic() < deadline, f"no lab was being built:\n{d.log}"
+            time.sleep(0.002)  # polling the namespace directory
+        assert d.terminate() == 0, d.log
+        d.wait_log(r"^SIGTERM: stopped during set-up; what was set up is removed$")
+        assert "listening on" not in d.log and not d.socket.exists()
     finally:
         d.close()
     assert_lab_gone(d.pid)
