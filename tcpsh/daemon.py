@@ -226,9 +226,13 @@ class Client:
         self._out: queue.Queue[bytes | None] = queue.Queue()
         self._queued = 0
         self._queued_lock = threading.Lock()
-        self._jobs: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[int, dict[str, Any]] | None] = queue.Queue()
         self._running: int | None = None  # the worker's thread id while a command runs
         self._running_lock = threading.Lock()
+        # "run" messages numbered as they come; an interrupt ends every one that came before it: the one
+        # running, and those the worker has not started yet (they end "interrupted" without running).
+        self._received = 0
+        self._interrupted = 0  # the number of the last "run" an interrupt ended
         self.gone = threading.Event()
         self.threads = [
             threading.Thread(target=self._read, name=f"tcpsh-client-{number}", daemon=True),
@@ -351,7 +355,9 @@ class Client:
                 protocol.field(msg, "width", int)
                 if self.daemon.stopping.is_set():
                     raise ProtocolError("the daemon is stopping")
-                self._jobs.put(msg)
+                with self._running_lock:
+                    self._received += 1
+                    self._jobs.put((self._received, msg))
             elif kind == protocol.INTERRUPT:
                 self.interrupt()
             elif kind == protocol.SUMMARY:
@@ -423,14 +429,14 @@ class Client:
     # ------------------------------------------------------------------ running commands
 
     def _work(self) -> None:
-        while (msg := self._jobs.get()) is not None:
+        while (job := self._jobs.get()) is not None:
             if not self.gone.is_set():
-                self._run(msg)
+                self._run(*job)
         if self.session is not None:
             self.session.close()
         self._out.put(None)  # the writer sends the last results, then ends the stream
 
-    def _run(self, msg: dict[str, Any]) -> None:
+    def _run(self, number: int, msg: dict[str, Any]) -> None:
         assert self.session is not None
         line: str = msg["line"]
         buf = io.StringIO()
@@ -449,7 +455,7 @@ class Client:
         ok, error, leave, stop = True, None, False, False
         try:
             with privilege.acting_for(self.user, self.cwd):
-                self._execute(line)
+                self._execute(line, number)
         except Shutdown:
             leave = stop = True
             self.session.out("the daemon is stopping: open connections are closed, then aborted")
@@ -479,10 +485,13 @@ class Client:
         if stop:
             self.daemon.stop(f"shutdown by client {self.number} ({self.peer})")
 
-    def _execute(self, line: str) -> None:
-        """session.execute, interruptible by `interrupt` from another thread."""
+    def _execute(self, line: str, number: int) -> None:
+        """session.execute of "run" message `number`, interruptible by `interrupt` from another thread
+        (and not run at all when an interrupt came after it)."""
         assert self.session is not None
         with self._running_lock:
+            if number <= self._interrupted:
+                raise KeyboardInterrupt
             self._running = threading.get_ident()
         try:
             self.session.execute(line)
@@ -495,6 +504,7 @@ class Client:
         """Interrupt the command running for this client, as Ctrl-C does in the shell: a
         KeyboardInterrupt in the worker thread, which is woken if it waits on the pool."""
         with self._running_lock:
+            self._interrupted = self._received
             if self._running is None:
                 return
             _set_async_exc(ctypes.c_ulong(self._running), ctypes.py_object(KeyboardInterrupt))

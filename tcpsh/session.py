@@ -572,7 +572,11 @@ class Session(Driver):
         return data
 
     def do_sleep(self, p: Parsed) -> None:
-        time.sleep(p.values["S"])
+        # In slices, so that an interrupt the daemon raises in this thread (it cannot break into one long
+        # time.sleep) takes effect within one; in the shell, Ctrl-C's signal breaks in at once anyway.
+        deadline = time.monotonic() + p.values["S"]
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
 
     def do_echo(self, p: Parsed) -> None:
         self.out(p.values.get("TEXT", ""))

@@ -302,6 +302,13 @@ def test_ctrl_c_interrupts_a_command_in_the_daemon(daemon: Daemon, tcpsh_env: di
         # The interrupted receive took nothing: what comes next is read whole.
         a.ask(r'send c1 "after\n"', r"c1: queued 6 bytes")
         a.ask("expect c1 after --timeout 5", r"c1: got after")
+        # A sleep (a script's pause) is interrupted as well, long before its end.
+        a.prompt()
+        a.type("sleep 600")
+        a.wait_for(r"sleep 600")
+        a.child.sendintr()
+        a.wait_for(r"interrupted")
+        a.ask("status c1", r"c1 ESTABLISHED")
     finally:
         a.close()
 
@@ -467,6 +474,26 @@ def test_killing_a_shell_mid_command_leaves_the_daemon_and_the_connection(
     b.ask(r'send c1 "after\n"', r"c1: queued 6 bytes")
     b.ask("expect c1 after --timeout 5", r"c1: got after")
     assert daemon.proc.poll() is None
+
+
+def test_an_interrupt_ends_every_command_sent_before_it(daemon: Daemon) -> None:
+    """The one running and the ones queued behind it (an interrupt that overtakes its command on the
+    way in must still end it); the next command runs as usual."""
+    raw = Raw(daemon.socket)
+    try:
+        raw.hello()
+        raw.say(protocol.RUN, id=1, line="sleep 600")
+        raw.say(protocol.RUN, id=2, line="echo queued")
+        raw.say(protocol.INTERRUPT)
+        for n in (1, 2):
+            result = raw.hear()
+            assert (result["type"], result["id"], result["ok"], result["error"]) == (
+                protocol.RESULT, n, False, "interrupted"), result
+        raw.say(protocol.RUN, id=3, line="echo after")
+        result = raw.hear()
+        assert (result["id"], result["ok"], result["output"]) == (3, True, "after\n"), result
+    finally:
+        raw.close()
 
 
 def test_a_raw_client_killed_mid_command(daemon: Daemon, tcpsh_env: dict[str, str]) -> None:
