@@ -11,6 +11,7 @@ Traffic goes only to the lab each daemon builds for itself (198.18.0.0/15).
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import json
 import os
@@ -494,6 +495,49 @@ def test_an_interrupt_ends_every_command_sent_before_it(daemon: Daemon) -> None:
         assert (result["id"], result["ok"], result["output"]) == (3, True, "after\n"), result
     finally:
         raw.close()
+
+
+def test_a_long_output_comes_in_pieces_ahead_of_its_result(daemon: Daemon) -> None:
+    """Output past one message's share (256 KiB of characters) comes as `output` messages, then the
+    `result` with the rest: all of it, in order."""
+    raw = Raw(daemon.socket)
+    try:
+        raw.hello()
+        text = "".join(f"{i:07d}" for i in range(90_000))  # 630,000 characters, every piece different
+        raw.say(protocol.RUN, id=1, line=f"echo {text}")
+        pieces = []
+        while (msg := raw.hear())["type"] == protocol.OUTPUT:
+            assert msg["id"] == 1, msg
+            pieces.append(msg["text"])
+        assert (msg["type"], msg["id"], msg["ok"]) == (protocol.RESULT, 1, True), msg["type"]
+        assert len(pieces) == 2
+        assert "".join(pieces) + msg["output"] == text + "\n"
+    finally:
+        raw.close()
+
+
+def test_a_client_that_never_reads_is_disconnected_and_the_others_carry_on(
+    daemon: Daemon, tcpsh_env: dict[str, str]
+) -> None:
+    """Its results pile up in the daemon, not in the stack: past 64 MiB waiting for it, it is
+    disconnected; another client's connection and commands are untouched."""
+    run = daemon.script(["-c", f"open {KERNEL}:7"], tcpsh_env)
+    assert run.returncode == 0, run
+    raw = Raw(daemon.socket)
+    try:
+        raw.hello()
+        line = protocol.encode(protocol.RUN, id=0, line="echo " + "y" * 900_000)
+        with contextlib.suppress(OSError):  # the daemon hangs up on it part of the way
+            for _ in range(80):  # 72 MB of output asked for, none of it read
+                raw.send(line)
+        # Each echo's 900 KB goes through rich's rendering: a few a second on this machine.
+        daemon.wait_log(r"client \d+: disconnected: more than 67108864 bytes waiting that it does not read$",
+                        timeout=60)
+    finally:
+        raw.close()
+    run = daemon.script(["-c", 'status c1; send c1 "x\n"; expect c1 x --timeout 5'], tcpsh_env)
+    assert run.returncode == 0, run
+    assert "c1 ESTABLISHED" in run.lines, run
 
 
 def test_a_raw_client_killed_mid_command(daemon: Daemon, tcpsh_env: dict[str, str]) -> None:
