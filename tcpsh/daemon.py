@@ -501,8 +501,9 @@ class Client:
                 _set_async_exc(ctypes.c_ulong(threading.get_ident()), None)  # one that came too late
 
     def interrupt(self) -> None:
-        """Interrupt the command running for this client, as Ctrl-C does in the shell: a
-        KeyboardInterrupt in the worker thread, which is woken if it waits on the pool."""
+        """Interrupt the commands this client sent so far, as Ctrl-C does in the shell: the running one
+        by a KeyboardInterrupt in the worker thread (woken if it waits on the pool), the others before
+        they start."""
         with self._running_lock:
             self._interrupted = self._received
             if self._running is None:
