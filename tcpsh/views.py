@@ -155,6 +155,7 @@ def tcb_table(cid: str, s: TcbStatus) -> Table:
         ("RTO expiries", str(s.rto_expiries), "timeouts: cwnd back to one segment"),
         ("fast retransmits", str(s.fast_retransmits), "losses repaired without a timeout"),
         ("loss probes", str(s.loss_probes), "tails probed before the timer (RFC 8985)"),
+        ("spurious timeouts", str(s.spurious_timeouts), "undone: the ACK was late, not lost (RFC 4015)"),
         ("bad segments", str(s.bad_segments), "dropped as malformed"),
         ("PAWS drops", str(s.paws_dropped), "old duplicates by their timestamps (RFC 7323)"),
         ("challenge ACKs", f"{s.challenge_acks} / {s.challenge_acks_suppressed}", "sent / held (RFC 5961)"),

@@ -16,6 +16,7 @@ Sequence space bookkeeping (RFC 9293 section 3.3.1, figure 3):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
@@ -148,6 +149,7 @@ class TcbStatus:
     rto_expiries: int = 0  # retransmission timeouts (each one collapses cwnd to one segment)
     fast_retransmits: int = 0  # losses repaired by fast retransmit (three duplicate ACKs or SACK)
     loss_probes: int = 0  # tail loss probes sent (RFC 8985 section 7); each is also a retransmission
+    spurious_timeouts: int = 0  # timeouts found spurious by the timestamps and undone (RFC 3522, RFC 4015)
     snd_shift: int = 0  # RFC 7323 window scale applied to the peer's windows
     rcv_shift: int = 0  # ... and to ours
     timestamps: bool = False  # RFC 7323 timestamps in use
@@ -176,7 +178,8 @@ class Tcb:
 
     # Slots, not a __dict__: ten thousand idle connections are a benchmark target (issue 8).
     __slots__ = (
-        "_ack_now", "_challenge_since", "_challenges", "_close_error", "_delack_bytes", "_dupacks",
+        "_ack_now", "_before_timeout", "_challenge_since", "_challenges", "_close_error", "_delack_bytes",
+        "_dupacks",
         "_episode_start", "_ev", "_fin_news", "_fin_queued", "_high_rxt", "_in_recovery", "_isn",
         "_ka_probes", "_last_ack_sent", "_last_data_sent", "_last_heard", "_listen_remote", "_ooo",
         "_ooo_len", "_ooo_recent", "_ooo_spans", "_opened", "_peer_sack", "_peer_wscale",
@@ -189,7 +192,7 @@ class Tcb:
         "loss_probes", "max_snd_wnd", "passive", "path_mtu", "paws_dropped", "rcv_nxt", "rcv_shift",
         "rcv_up", "remote_addr", "remote_port", "retransmissions", "rto", "rto_expiries", "sack_ok",
         "segments_in", "segments_out", "snd_max", "snd_mss", "snd_nxt", "snd_shift", "snd_una", "snd_up",
-        "snd_wl1", "snd_wl2", "snd_wnd", "soft_error", "state", "ts_ok", "ts_recent",
+        "snd_wl1", "snd_wl2", "snd_wnd", "soft_error", "spurious_timeouts", "state", "ts_ok", "ts_recent",
     )
 
     def __init__(
@@ -270,6 +273,10 @@ class Tcb:
         self._probed = False  # a loss probe went out and no ACK has advanced SND.UNA since (RFC 8985 7.3)
         self._probe_at, self._probe_end = 0.0, 0  # when the last probe went, and SND.MAX after it
         self.loss_probes = 0
+        # The first timeout of an episode, while timestamps are in use (RFC 3522 section 3.2): the TSval
+        # of its retransmission, the congestion state before it, and pipe_prev (RFC 4015 section 3.2).
+        self._before_timeout: tuple[int, CongestionControl, int] | None = None
+        self.spurious_timeouts = 0
         self._close_error: TcpError | None = None  # why the connection ended, if not by a clean close
 
         self.rto = RtoEstimator(
@@ -758,6 +765,7 @@ class Tcb:
             rto_expiries=self.rto_expiries,
             fast_retransmits=self.fast_retransmits,
             loss_probes=self.loss_probes,
+            spurious_timeouts=self.spurious_timeouts,
             snd_shift=self.snd_shift,
             rcv_shift=self.rcv_shift,
             timestamps=self.ts_ok,
@@ -1199,6 +1207,11 @@ class Tcb:
     def _ack_advances(self, ack: int, now: float, tsecr: int | None = None) -> None:
         """SND.UNA < SEG.ACK =< snd_max: remove what is acknowledged, sample the RTT, restart the timer."""
         flight = self._flight()
+        before_timeout, self._before_timeout = self._before_timeout, None
+        # RFC 3522 section 3.2: the first acceptable ACK after a timeout's retransmission echoes a
+        # timestamp older than that retransmission's: it acknowledges the original, and the timeout
+        # was spurious (an ACK delayed, not a segment lost).
+        spurious = before_timeout is not None and bool(tsecr) and seq_lt(tsecr, before_timeout[0])
         n = 0
         if seq_gt(ack, self._sndq_seq):
             n = min(len(self._sndq), seq_diff(ack, self._sndq_seq))
@@ -1236,6 +1249,9 @@ class Tcb:
                 self.cc.partial_ack(n)
                 self._retransmit_first(now)
             # With SACK a partial ACK only updates the pipe: _output goes on by RFC 6675 (C).
+        elif spurious:
+            assert before_timeout is not None
+            self._undo_timeout(before_timeout, n)
         elif n:
             self.cc.on_ack(n, flight, now)
         self._retx_count = 0
@@ -1249,6 +1265,21 @@ class Tcb:
             self._episode_start = now
             self._arm_rtx(now, restart=True)
             self._arm_tlp(now)
+
+    def _undo_timeout(self, before: tuple[int, CongestionControl, int], acked: int) -> None:
+        """The Eifel response to a spurious timeout (RFC 4015 section 3.2): go on with new data rather
+        than the rest of go-back-N (step 4: SND.NXT = SND.MAX), and give the congestion state back
+        (step 5: ssthresh = pipe_prev, cwnd = FlightSize + min(bytes_acked, IW); the algorithm's own state
+        as before the timeout, as RFC 9438 section 4.9 asks of CUBIC). The RTO follows the ACK's RTT
+        sample (step 6)."""
+        _, cc, pipe_prev = before
+        self.spurious_timeouts += 1
+        self.snd_nxt = self.snd_max
+        self._high_rxt = self.snd_una
+        cc.ssthresh = pipe_prev
+        room = max(self._flight() + min(acked, self._initial_window()), self.eff_snd_mss)  # a FIN's ACK: 0
+        cc.cwnd = min(max(cc.cwnd, pipe_prev), room)
+        self.cc = cc
 
     def _is_duplicate_ack(self, seg: TcpSegment, wnd: int, newly_sacked: int) -> bool:
         """RFC 5681 section 2: data outstanding, no data and no SYN or FIN in the segment, SEG.ACK =
@@ -1899,8 +1930,14 @@ class Tcb:
             self._syn_retransmitted = True
             self._transmit_syn(now, first=False)
             return
+        self._before_timeout = None
         if self.snd_wnd:
             self.rto_expiries += 1
+            if self._retx_count == 1 and self.ts_ok:
+                # Eifel (RFC 3522 section 3.2): the first ACK after this retransmission will tell, by
+                # the timestamp it echoes, whether it was needed; keep what the timeout changes.
+                pipe_prev = max(self._flight(), self.cc.ssthresh)
+                self._before_timeout = (self._ts_now, copy.copy(self.cc), pipe_prev)
             self.cc.on_timeout(self._flight(), now)
         # else the window is closed: what goes now is a zero-window probe (MUST-35), not a sign of
         # congestion, and cwnd is kept.

@@ -623,4 +623,5 @@ FOUND = [
 
 @pytest.mark.parametrize(("kind", "key", "cfg_name", "seed", "what"), FOUND, ids=[f[4] for f in FOUND])
 def test_runs_that_once_failed_pass(kind: str, key: str, cfg_name: str, seed: int, what: str) -> None:
-    assert replay(kind, key, cfg_name, seed) == PER_RUN
+    # To the end of its budget without a failure (a last step may feed one segment past it).
+    assert replay(kind, key, cfg_name, seed) >= PER_RUN
