@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -278,6 +280,8 @@ def one_line_failure(console: Console, e: Exception) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # `kill -USR1 PID` prints where every thread is (to stderr), for a tcpsh that seems stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if argv[:1] == ["setup"]:
         from tcpsh.setup import main as setup_main
 

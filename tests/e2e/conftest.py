@@ -13,6 +13,7 @@ Traffic goes only to the lab that each run of the program builds for itself (198
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -226,8 +227,14 @@ class Shell:
         cursor past it. `self.last_before` is what came between the old cursor and the match."""
         m = self.poll_for(pattern, timeout)
         if m is None:
-            text = self.text()
             kind = "the program ended" if self.eof else "timed out"
+            if not self.eof:
+                # Where each of its threads is (tcpsh prints its stacks on SIGUSR1): why it did not answer.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGUSR1)
+                    if self.poll_for(r"hread 0x[0-9a-f]+ \(most recent call first\)", 5):
+                        self._drain(1.0)  # the rest of the threads' stacks
+            text = self.text()
             seen, unread = text[: self.cursor], text[self.cursor :]
             pytest.fail(
                 f"waiting for {pattern!r}: {kind}; the screen so far "
@@ -252,6 +259,13 @@ class Shell:
                     return None
             except pexpect.TIMEOUT:
                 return None
+
+    def _drain(self, seconds: float) -> None:
+        """Read what the program still writes within `seconds`."""
+        deadline = time.monotonic() + seconds
+        with contextlib.suppress(pexpect.TIMEOUT):
+            while not self.eof and self._read_more(deadline):
+                pass
 
     def wait_exit(self, timeout: float = ANSWER_TIMEOUT) -> int:
         """Wait for the end of the output and of the process; its exit status."""
