@@ -130,9 +130,10 @@ KERNEL_RECOVERY = (
 )
 
 
-# Linux's counters of segments its TCP dropped on arrival for want of room (receive queue, socket
-# backlog, out-of-order queue, a closed window): loss on the host, not on the wire.
-KERNEL_DROPS = ("TcpExtTCPRcvQDrop", "TcpExtTCPBacklogDrop", "TcpExtTCPOFODrop", "TcpExtTCPZeroWindowDrop")
+# Linux's counters of segments its TCP dropped on arrival for want of memory (receive queue, socket
+# backlog, out-of-order queue): loss on the host, not on the wire. (Not TCPZeroWindowDrop: the octet of
+# a zero-window probe is dropped by design.)
+KERNEL_DROPS = ("TcpExtTCPRcvQDrop", "TcpExtTCPBacklogDrop", "TcpExtTCPOFODrop")
 
 
 def repaired_by_fast_recovery(timeouts: int, recoveries: int, sender: str, data_lost: bool = True) -> None:
