@@ -699,9 +699,12 @@ def test_port_unreachable_quoting_data_in_flight_aborts_the_connection(
         "}",
     )
     try:
-        stack.send(cid, pattern_bytes(20_000))
+        # Five whole segments, within the initial window: all of it goes at once, and nothing waits to be
+        # sent. So SND.MAX stays where it is while the ICMPs come (a loss probe, or the timer, resends;
+        # new data would have made the "not yet sent" quote below one in flight).
+        stack.send(cid, pattern_bytes(5 * stack.status(cid).snd_mss))
         st = stack.status(cid)
-        assert seq_diff(st.snd_max, st.snd_una) > 0, st
+        assert seq_diff(st.snd_max, st.snd_una) > 0 and st.send_queued == 0, st
 
         wire.send(
             icmp_error(stack_lab, st, 3, st.snd_una - 1),  # acknowledged (our SYN)
