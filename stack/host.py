@@ -555,18 +555,15 @@ class Pool:
             if remote is None:
                 continue
             if held is not None:
+                if held.pop(conn, None) is not None:
+                    self.acks_coalesced += 1  # this segment carries a newer ACK than the one held
                 if coalesce and tcb.sack_ok and seg.flags == Flags.ACK and not seg.payload:
                     # A bare ACK of data waits for the end of the batch; a later one replaces it (its
                     # ACK, window and SACK blocks say all the earlier said). Only with SACK: a peer
                     # without it counts duplicate ACKs to find a loss (RFC 5681 3.2), and each must go.
-                    if held.pop(conn, None) is not None:
-                        self.acks_coalesced += 1
                     held[conn] = (now, seg, remote, ip)
                     continue
-                if held.pop(conn, None) is not None:
-                    self.acks_coalesced += 1  # this segment carries a newer ACK
-            conn.record(now, "out", seg)
-            self._emit(seg, self.address, remote, ip)
+            self._send(conn, now, seg, remote, ip)
         if conn.parent is not None:
             # Half-open: its news waits for it to become a connection the user sees.
             conn.held_news.extend(res.events)
@@ -594,8 +591,12 @@ class Pool:
         """The batch is taken (lock held): send each connection's last bare ACK."""
         held, self._held_acks = self._held_acks, None
         for conn, (now, seg, remote, ip) in (held or {}).items():
-            conn.record(now, "out", seg)
-            self._emit(seg, self.address, remote, ip)
+            self._send(conn, now, seg, remote, ip)
+
+    def _send(self, conn: Conn, now: float, seg: TcpSegment, remote: IPv4Address, ip: IpParams) -> None:
+        """One segment of `conn` to the wire, recorded in its exchange log."""
+        conn.record(now, "out", seg)
+        self._emit(seg, self.address, remote, ip)
 
     def _settle_embryo_gone(self, child: Conn, now: float) -> None:
         res = child.tcb.abort(now)
