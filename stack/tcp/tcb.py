@@ -183,8 +183,7 @@ class Tcb:
         "_episode_start", "_ev", "_fin_news", "_fin_queued", "_high_rxt", "_in_recovery", "_isn",
         "_ka_probes", "_last_ack_sent", "_last_data_sent", "_last_heard", "_listen_remote", "_ooo",
         "_ooo_len", "_ooo_recent", "_ooo_spans", "_opened", "_peer_sack", "_peer_wscale",
-        "_persist_backoff", "_probe_at", "_probe_end", "_probed", "_r1_told", "_rcv_adv", "_rcv_far",
-        "_rcv_push", "_rcvq", "_recover",
+        "_persist_backoff", "_probe", "_r1_told", "_rcv_adv", "_rcv_far", "_rcv_push", "_rcvq", "_recover",
         "_retx_count", "_rexmits", "_rtt_seq", "_rtt_time", "_rtx_due", "_sb", "_sent_log", "_sndq",
         "_sndq_seq", "_syn_retransmitted", "_timers", "_ts_now", "_tx", "_urgent_out", "_urgent_signalled",
         "bad_segments", "cc", "challenge_acks", "challenge_acks_suppressed", "config", "fast_retransmits",
@@ -270,8 +269,9 @@ class Tcb:
         # of this recovery's retransmissions.
         self._sent_log: list[tuple[int, float]] = []
         self._rexmits: list[tuple[int, int, float]] = []
-        self._probed = False  # a loss probe went out and no ACK has advanced SND.UNA since (RFC 8985 7.3)
-        self._probe_at, self._probe_end = 0.0, 0  # when the last probe went, and SND.MAX after it
+        # A loss probe that no ACK advancing SND.UNA has answered yet (RFC 8985 7.3): when it went, and
+        # SND.MAX after it.
+        self._probe: tuple[float, int] | None = None
         self.loss_probes = 0
         # The first timeout of an episode, while timestamps are in use (RFC 3522 section 3.2): the TSval
         # of its retransmission, the congestion state before it, and pipe_prev (RFC 4015 section 3.2).
@@ -1257,7 +1257,7 @@ class Tcb:
         self._retx_count = 0
         self._r1_told = False
         # RFC 6298 (5.2) all acknowledged: stop the timer; (5.3) otherwise restart it.
-        self._probed = False
+        self._probe = None
         if self.snd_una == self.snd_max:
             self._timers.pop(RTX, None)
             self._timers.pop(TLP, None)
@@ -1305,7 +1305,7 @@ class Tcb:
         elif seq_gt(self.snd_una, self._recover) and (
             self._dupacks >= 3
             or (self.sack_ok and self._sb.is_lost(self.snd_una, self.eff_snd_mss))
-            or (self.sack_ok and self._probed and self._probe_shows_loss())
+            or (self.sack_ok and self._probe is not None and self._probe_shows_loss(self._probe))
         ):
             # Fast retransmit (RFC 5681 3.2 steps 2-3) on the third duplicate ACK, or when the
             # scoreboard shows the first octet lost (RFC 6675 section 5 step 4); only when the ACK
@@ -1338,8 +1338,10 @@ class Tcb:
         answer must be able to show which segments are missing), outside recovery, one probe at a time."""
         self._timers.pop(TLP, None)
         srtt = self.rto.srtt
-        if srtt is None or not self.sack_ok or not self.config.tlp or self._in_recovery or self._probed:
+        if srtt is None or not self.sack_ok or not self.config.tlp or self._in_recovery:
             return
+        if self._probe is not None:
+            return  # one probe at a time
         if self.state not in PROBING_STATES or self.snd_una == self.snd_max:
             return
         pto = 2 * srtt
@@ -1354,7 +1356,7 @@ class Tcb:
         segment sent again, so that the peer's answer (its SACK blocks, or an ACK that was lost before)
         starts fast recovery instead of the retransmission timer; then the timer runs anew."""
         mss = self.eff_snd_mss
-        self._probed = True
+        self._probe = (now, self.snd_max)  # in force as it goes: its own sending arms no other probe
         self.loss_probes += 1
         window_end = seq_add(self.snd_una, self.snd_wnd)
         if self._unsent() > 0 and seq_lt(self.snd_nxt, window_end) and self.snd_nxt == self.snd_max:
@@ -1362,7 +1364,7 @@ class Tcb:
         else:
             # The last MSS of what was sent (with the FIN, when it went: _resend adds it at the end).
             self._resend(seq_add(self.snd_max, -min(mss, self._flight())), mss, now)
-        self._probe_at, self._probe_end = now, self.snd_max
+        self._probe = (now, self.snd_max)
         self._arm_rtx(now, restart=True)
 
     def _sent_at(self, octet_end: int) -> float | None:
@@ -1375,7 +1377,7 @@ class Tcb:
             sent_at = when  # of the transmission that holds octet octet_end - 1, in the end
         return sent_at
 
-    def _probe_shows_loss(self) -> bool:
+    def _probe_shows_loss(self, probe: tuple[float, int]) -> bool:
         """RFC 8985 section 6.2 on the answer to a loss probe: the segment at SND.UNA is lost when data
         sent after it by more than the reordering window (min_RTT/4, here SRTT/4) has been SACKed. The
         probe itself went a PTO after the rest, so a SACK of it shows a tail loss at once; a segment
@@ -1387,7 +1389,8 @@ class Tcb:
         highest = self._sb.highest
         if highest is None:
             return False  # nothing SACKed: no time to judge by; three duplicate ACKs or the timer decide
-        sacked_sent = self._probe_at if seq_ge(highest, self._probe_end) else self._sent_at(highest)
+        probe_at, probe_end = probe
+        sacked_sent = probe_at if seq_ge(highest, probe_end) else self._sent_at(highest)
         if sacked_sent is None:
             return True
         return sacked_sent > log[0][1] + (self.rto.srtt or 0.0) / 4
