@@ -1359,8 +1359,14 @@ class Tcb:
         self._probe = (now, self.snd_max)  # in force as it goes: its own sending arms no other probe
         self.loss_probes += 1
         window_end = seq_add(self.snd_una, self.snd_wnd)
+        una, high = self.snd_una, self.snd_max
+        hole = self._sb.next_hole(una, high, una, high, mss) if self._sb else None
         if self._unsent() > 0 and seq_lt(self.snd_nxt, window_end) and self.snd_nxt == self.snd_max:
             self._send_new(now, mss, False, mss)
+        elif hole is not None:
+            # The peer SACKed data above a hole: the first hole, the oldest data most likely lost, never
+            # what the peer holds already (RFC 6675 section 5: SACKed data is not sent again).
+            self._resend(hole[0], hole[1], now)
         else:
             # The last MSS of what was sent (with the FIN, when it went: _resend adds it at the end).
             self._resend(seq_add(self.snd_max, -min(mss, self._flight())), mss, now)

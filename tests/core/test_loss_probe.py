@@ -142,3 +142,16 @@ def test_probes_and_lost_retransmissions_found_by_time_spare_most_retransmission
     assert without.fast_retransmits > 100 and with_tlp.fast_retransmits > 100
     assert without.loss_probes == 0 and with_tlp.loss_probes > 0
     assert with_tlp.rto_expiries * 2 < without.rto_expiries, (with_tlp.rto_expiries, without.rto_expiries)
+
+
+def test_a_probe_never_sends_again_what_the_peer_has_sacked() -> None:
+    """The tail was SACKed above a hole too small for RFC 6675 to call lost: the probe goes into the
+    hole, not onto the last segment, which the peer holds already."""
+    tcb = sender()
+    tcb.send(bytes(5000), 0.1)
+    tcb.segment_arrives(ack(2000), 0.12)
+    tcb.segment_arrives(ack(2000, (4000, 5000)), 0.121)  # one SACKed segment: not yet a loss
+    assert not tcb.status(0.121).in_recovery
+    due = 0.121 + tcb.status(0.121).timers[TLP]
+    assert offsets(tcb.on_timer(due).segments) == [(2000, 1000)]
+    assert tcb.loss_probes == 1
